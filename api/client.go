@@ -1,0 +1,200 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Client talks to a router's HTTP API. Its methods mirror the endpoints;
+// it also satisfies Backend. Safe for concurrent use.
+type Client struct {
+	addr string
+	base string
+	hc   *http.Client
+}
+
+// Client limits.
+const (
+	// DefaultTimeout bounds each request whose context has no earlier deadline.
+	DefaultTimeout = 30 * time.Second
+	dialTimeout    = 5 * time.Second
+	// maxResponseBytes bounds what the client reads of an answer.
+	maxResponseBytes = 64 << 20
+)
+
+// NewClient returns a client for the API at addr (host:port; DefaultAddr if
+// empty).
+func NewClient(addr string) *Client {
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	tr := &http.Transport{
+		// The API is local: never send it through an HTTP proxy from the
+		// environment.
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: dialTimeout}).DialContext,
+		MaxIdleConns:          2,
+		IdleConnTimeout:       30 * time.Second,
+		ResponseHeaderTimeout: DefaultTimeout,
+	}
+	return &Client{
+		addr: addr,
+		base: "http://" + addr,
+		hc:   &http.Client{Transport: tr, Timeout: DefaultTimeout},
+	}
+}
+
+// Addr is the API address the client talks to.
+func (c *Client) Addr() string { return c.addr }
+
+// CloseIdleConnections closes kept-alive connections to the router.
+func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
+
+// Status returns GET /status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	return s, c.do(ctx, http.MethodGet, "/status", nil, &s)
+}
+
+// Peers returns GET /status/peers.
+func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
+	var p []Peer
+	return p, c.do(ctx, http.MethodGet, "/status/peers", nil, &p)
+}
+
+// Connections returns GET /status/connections.
+func (c *Client) Connections(ctx context.Context) ([]Connection, error) {
+	var cs []Connection
+	return cs, c.do(ctx, http.MethodGet, "/status/connections", nil, &cs)
+}
+
+// Connect asks the router to join peers (POST /connect).
+func (c *Client) Connect(ctx context.Context, peers []string) error {
+	return c.do(ctx, http.MethodPost, "/connect", PeersRequest{Peers: peers}, nil)
+}
+
+// Forget asks the router to stop rejoining peers (POST /forget).
+func (c *Client) Forget(ctx context.Context, peers []string) error {
+	return c.do(ctx, http.MethodPost, "/forget", PeersRequest{Peers: peers}, nil)
+}
+
+// Attach attaches a network namespace to the overlay (POST /attach).
+func (c *Client) Attach(ctx context.Context, req AttachRequest) (Endpoint, error) {
+	var e Endpoint
+	return e, c.do(ctx, http.MethodPost, "/attach", req, &e)
+}
+
+// Detach removes a namespace's endpoint (POST /detach).
+func (c *Client) Detach(ctx context.Context, req DetachRequest) (Endpoint, error) {
+	var e Endpoint
+	return e, c.do(ctx, http.MethodPost, "/detach", req, &e)
+}
+
+// Endpoints returns GET /endpoints.
+func (c *Client) Endpoints(ctx context.Context) ([]Endpoint, error) {
+	var es []Endpoint
+	return es, c.do(ctx, http.MethodGet, "/endpoints", nil, &es)
+}
+
+// Stop asks the router to shut down (POST /stop). It returns once the
+// router has begun; the API answers until shutdown is done.
+func (c *Client) Stop(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/stop", struct{}{}, nil)
+}
+
+// Version returns GET /version.
+func (c *Client) Version(ctx context.Context) (Version, error) {
+	var v Version
+	return v, c.do(ctx, http.MethodGet, "/version", nil, &v)
+}
+
+// do sends one request with in (if not nil) as the JSON body and decodes a
+// 2xx answer into out (if not nil).
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode %s %s request: %w", method, path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return fmt.Errorf("API address %q: %w", c.addr, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return c.transportError(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		return fmt.Errorf("read answer from router on %s: %w", c.addr, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return &StatusError{Code: resp.StatusCode, Err: errors.New(errorMessage(resp, data))}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("unexpected answer to %s %s from %s (is it a weave router?): %w", method, path, c.addr, err)
+	}
+	return nil
+}
+
+// errorMessage extracts the server's message from an error answer, or
+// describes an answer that is not from a weave router.
+func errorMessage(resp *http.Response, data []byte) string {
+	var e Error
+	if isJSON(resp.Header.Get("Content-Type")) && json.Unmarshal(data, &e) == nil && e.Error != "" {
+		return e.Error
+	}
+	text := strings.TrimSpace(string(data))
+	if len(text) > 200 {
+		text = text[:200] + "..."
+	}
+	if text == "" {
+		return fmt.Sprintf("router answered %s", resp.Status)
+	}
+	return fmt.Sprintf("router answered %s: %s", resp.Status, text)
+}
+
+func (c *Client) transportError(err error) error {
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return &noRouterError{addr: c.addr, err: err}
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("router on %s did not answer in time: %w", c.addr, err)
+	}
+	return fmt.Errorf("talk to router on %s: %w", c.addr, err)
+}
+
+// noRouterError is the connection-refused error; it matches ErrNoRouter.
+type noRouterError struct {
+	addr string
+	err  error
+}
+
+func (e *noRouterError) Error() string {
+	return fmt.Sprintf("no router is running on %s; start one with weave launch", e.addr)
+}
+
+func (e *noRouterError) Unwrap() error { return e.err }
+
+func (e *noRouterError) Is(target error) bool { return target == ErrNoRouter }

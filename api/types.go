@@ -1,0 +1,107 @@
+package api
+
+import "time"
+
+// DefaultAddr is where a router's HTTP API listens unless told otherwise.
+const DefaultAddr = "127.0.0.1:6784"
+
+// Status is the answer to GET /status.
+type Status struct {
+	Name       string `json:"name"`
+	Nickname   string `json:"nickname"`
+	Version    string `json:"version"`
+	Ready      bool   `json:"ready"`
+	Encryption bool   `json:"encryption"`
+	// Port is the gossip port (tcp+udp), DataPort the sleeve port (udp).
+	Port       int `json:"port"`
+	DataPort   int `json:"data_port"`
+	OverlayMTU int `json:"overlay_mtu"`
+	// Peers counts the peers this router knows of, itself included.
+	Peers int `json:"peers"`
+	// Connections counts connections to other peers by state
+	// ("established", "relayed", "connecting", "failed").
+	Connections map[string]int `json:"connections"`
+	// Datapaths counts established and relayed connections by datapath
+	// ("sleeve", later "fastdp").
+	Datapaths map[string]int `json:"datapaths"`
+	// Drops counts frames and datagrams dropped, by reason.
+	Drops map[string]uint64 `json:"drops,omitempty"`
+}
+
+// Peer is one member of the mesh as gossip sees it (GET /status/peers).
+type Peer struct {
+	Name     string    `json:"name"`
+	Nickname string    `json:"nickname"`
+	Address  string    `json:"address"`   // gossip address host:port
+	DataAddr string    `json:"data_addr"` // sleeve address host:port
+	State    string    `json:"state"`     // alive, suspect, dead, left
+	Since    time.Time `json:"since"`
+	Version  string    `json:"version"`
+	ProtoMin int       `json:"proto_min"`
+	ProtoMax int       `json:"proto_max"`
+	Self     bool      `json:"self,omitempty"`
+}
+
+// Connection is this router's data-plane view of one other peer
+// (GET /status/connections).
+type Connection struct {
+	Peer     string `json:"peer"`
+	Nickname string `json:"nickname"`
+	Address  string `json:"address"` // sleeve address host:port
+	// State is "established" (direct path healthy), "relayed" (direct path
+	// down, traffic goes via Via), "connecting" (no heartbeat exchanged
+	// yet) or "failed" (unreachable; Reason says why).
+	State     string  `json:"state"`
+	Via       string  `json:"via,omitempty"`
+	Reason    string  `json:"reason,omitempty"`
+	Datapath  string  `json:"datapath"`
+	Encrypted bool    `json:"encrypted"`
+	MTU       int     `json:"mtu"` // largest overlay frame payload the path carries
+	RTTMillis float64 `json:"rtt_ms"`
+}
+
+// PeersRequest is the body of POST /connect and POST /forget.
+type PeersRequest struct {
+	Peers []string `json:"peers"`
+}
+
+// AttachRequest is the body of POST /attach.
+type AttachRequest struct {
+	// Netns is a path to a network namespace file (/var/run/netns/NAME,
+	// /proc/PID/ns/net, ...). The CLI resolves names and PIDs to paths.
+	Netns string `json:"netns"`
+	// CIDRs are addresses with prefix, e.g. "10.32.1.5/12".
+	CIDRs []string `json:"cidrs"`
+	// Name, when set, is the DNS name to register for the endpoint.
+	Name string `json:"name,omitempty"`
+}
+
+// DetachRequest is the body of POST /detach.
+type DetachRequest struct {
+	Netns string `json:"netns"`
+}
+
+// Endpoint is one container interface attached to the weave bridge.
+type Endpoint struct {
+	ID        string   `json:"id"`
+	Netns     string   `json:"netns"`
+	HostIface string   `json:"host_iface"`
+	Iface     string   `json:"iface"`
+	MAC       string   `json:"mac"`
+	CIDRs     []string `json:"cidrs"`
+	MTU       int      `json:"mtu"`
+	Name      string   `json:"name,omitempty"`
+}
+
+// Version is the answer to GET /version.
+type Version struct {
+	Version  string `json:"version"`
+	ProtoMin int    `json:"proto_min"`
+	ProtoMax int    `json:"proto_max"`
+	Go       string `json:"go"`
+}
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error string `json:"error"`
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"os"
+	"testing"
+)
+
+func TestParseSNMP(t *testing.T) {
+	const s = `Ip: Forwarding DefaultTTL
+Ip: 1 64
+Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors
+Udp: 100 2 7 50 5 0 0 0 0
+UdpLite: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors
+UdpLite: 0 0 0 0 9 0 0 0 0
+`
+	m, err := parseSNMP(s, "Udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m["RcvbufErrors"] != 5 || m["InErrors"] != 7 || m["InDatagrams"] != 100 {
+		t.Errorf("got %v", m)
+	}
+	if _, err := parseSNMP("Ip: a\nIp: 1\n", "Udp"); err == nil {
+		t.Error("missing Udp lines: no error")
+	}
+}
+
+func TestParseIperf(t *testing.T) {
+	tests := []struct {
+		name    string
+		out     string
+		bps     float64
+		wantErr bool
+	}{
+		{"ok", `{"end":{"sum_received":{"bytes":1000,"bits_per_second":8e9},"sum_sent":{"retransmits":3}}}`, 8e9, false},
+		{"iperf error", `{"error":"unable to connect to server"}`, 0, true},
+		{"garbage", `iperf3: error`, 0, true},
+	}
+	for _, tt := range tests {
+		r, err := parseIperf(tt.out)
+		if (err != nil) != tt.wantErr || r.End.SumReceived.BitsPerSecond != tt.bps {
+			t.Errorf("%s: %+v, %v", tt.name, r, err)
+		}
+	}
+}
+
+func TestAddRatios(t *testing.T) {
+	rs := []Result{
+		{Scenario: "underlay", Gbps1: 20, Gbps4: 30},
+		{Scenario: referenceKey, Gbps1: 10, Gbps4: 15},
+		{Scenario: "sleeve", Gbps1: 5, Gbps4: 7.5},
+		{Scenario: "broken", Error: "x"},
+	}
+	addRatios(rs)
+	want := []float64{2, 1, 0.5}
+	for i, w := range want {
+		if rs[i].Ratio1 == nil || *rs[i].Ratio1 != w || rs[i].Ratio4 == nil || *rs[i].Ratio4 != w {
+			t.Errorf("%s: ratios %v %v, want %v", rs[i].Scenario, rs[i].Ratio1, rs[i].Ratio4, w)
+		}
+	}
+	if rs[3].Ratio1 != nil {
+		t.Error("failed row got a ratio")
+	}
+	noRef := []Result{{Scenario: "sleeve", Gbps1: 1}}
+	addRatios(noRef)
+	if noRef[0].Ratio1 != nil {
+		t.Error("ratio without a reference row")
+	}
+}
+
+func TestProcReaders(t *testing.T) {
+	if _, err := procCPU(os.Getpid()); err != nil {
+		t.Error(err)
+	}
+	if m, err := peakRSS(os.Getpid()); err != nil || m <= 0 {
+		t.Errorf("peakRSS = %v, %v", m, err)
+	}
+	if b, err := machineBusy(); err != nil || b <= 0 {
+		t.Errorf("machineBusy = %v, %v", b, err)
+	}
+}
+
+func TestScenarioKeysUnique(t *testing.T) {
+	seen := map[string]bool{}
+	for _, s := range scenarios {
+		if seen[s.Key] || s.Setup == nil || s.Title == "" {
+			t.Errorf("scenario %+v: duplicate key or missing field", s.Key)
+		}
+		seen[s.Key] = true
+	}
+	if !seen[referenceKey] {
+		t.Errorf("reference scenario %q not in the table", referenceKey)
+	}
+}

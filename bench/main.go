@@ -1,0 +1,335 @@
+// Command bench measures container-to-container TCP throughput (iperf3, 1
+// and 4 streams), ping RTT, CPU cost per gigabyte and router memory across
+// two simulated hosts, for each datapath in the scenario table, and prints
+// one table (or JSON with --json). Run as root after scripts/deps.sh:
+//
+//	go run ./bench [--duration 10s] [--only underlay,vxlan] [--json]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"weavemesh.dev/weave/test/harness"
+)
+
+// Result is one scenario's measurements. Pointers are absent values: no
+// router in the scenario, or no reference to compare with.
+type Result struct {
+	Scenario      string   `json:"scenario"`
+	Title         string   `json:"title"`
+	Gbps1         float64  `json:"gbps_1_stream"`
+	Gbps4         float64  `json:"gbps_4_streams"`
+	Ratio1        *float64 `json:"ratio_1_stream,omitempty"`
+	Ratio4        *float64 `json:"ratio_4_streams,omitempty"`
+	Retransmits   int      `json:"tcp_retransmits"`
+	RTTms         float64  `json:"rtt_avg_ms"`
+	RouterCPUGB   *float64 `json:"router_cpu_s_per_gb,omitempty"`
+	MachineCPUGB  float64  `json:"machine_cpu_s_per_gb"`
+	RouterRSSMB   *float64 `json:"router_peak_rss_mb,omitempty"`
+	UDPRcvbufErrs uint64   `json:"udp_rcvbuf_errors"`
+	UDPInErrors   uint64   `json:"udp_in_errors"`
+	GB            float64  `json:"gb_transferred"`
+	Error         string   `json:"error,omitempty"`
+}
+
+type config struct {
+	duration time.Duration
+	pings    int
+	only     map[string]bool
+	jsonOut  bool
+	verbose  bool
+}
+
+func main() {
+	var cfg config
+	var only string
+	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "length of each iperf3 run")
+	flag.IntVar(&cfg.pings, "pings", 20, "pings for the RTT (at 0.05s intervals)")
+	flag.StringVar(&only, "only", "", "comma-separated scenario keys to run (default all: "+keys()+")")
+	flag.BoolVar(&cfg.jsonOut, "json", false, "print JSON instead of a table")
+	flag.BoolVar(&cfg.verbose, "v", false, "log progress to stderr")
+	flag.Parse()
+	if only != "" {
+		cfg.only = map[string]bool{}
+		for _, k := range strings.Split(only, ",") {
+			cfg.only[strings.TrimSpace(k)] = true
+		}
+		for k := range cfg.only {
+			if !validKey(k) {
+				fmt.Fprintf(os.Stderr, "bench: --only: unknown scenario %q (have %s)\n", k, keys())
+				os.Exit(2)
+			}
+		}
+	}
+	if err := run(cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func keys() string {
+	var ks []string
+	for _, s := range scenarios {
+		ks = append(ks, s.Key)
+	}
+	return strings.Join(ks, ",")
+}
+
+func validKey(k string) bool {
+	for _, s := range scenarios {
+		if s.Key == k {
+			return true
+		}
+	}
+	return false
+}
+
+func run(cfg config) error {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root (network namespaces); run as root after scripts/deps.sh")
+	}
+	for _, c := range []string{"ip", "iperf3", "ping"} {
+		if _, err := exec.LookPath(c); err != nil {
+			return fmt.Errorf("%s not found; run scripts/deps.sh", c)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var logw io.Writer = io.Discard
+	if cfg.verbose {
+		logw = os.Stderr
+	}
+	log := slog.New(slog.NewTextHandler(logw, nil))
+	if rep, err := harness.Sweep(log); err != nil {
+		log.Warn("sweep", "err", err)
+	} else if !rep.Empty() {
+		log.Info("removed leftovers of earlier runs", "namespaces", rep.Namespaces)
+	}
+	defer harness.RemoveBuilds()
+
+	var results []Result
+	for _, s := range scenarios {
+		if cfg.only != nil && !cfg.only[s.Key] {
+			continue
+		}
+		if !cfg.jsonOut {
+			fmt.Fprintf(os.Stderr, "bench: %s ...\n", s.Title)
+		}
+		r := runScenario(ctx, cfg, log, s)
+		if r.Error != "" {
+			fmt.Fprintf(os.Stderr, "bench: %s: %s\n", s.Title, r.Error)
+		}
+		results = append(results, r)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	addRatios(results)
+	if cfg.jsonOut {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(struct {
+			DurationS float64  `json:"duration_s"`
+			Reference string   `json:"reference"`
+			Results   []Result `json:"results"`
+		}{cfg.duration.Seconds(), referenceKey, results}); err != nil {
+			return err
+		}
+	} else {
+		printTable(os.Stdout, results)
+	}
+	if ctx.Err() != nil {
+		return errors.New("interrupted; everything created was removed")
+	}
+	return nil
+}
+
+// runScenario builds a fresh cluster, measures, and tears it down.
+func runScenario(ctx context.Context, cfg config, log *slog.Logger, s Scenario) (r Result) {
+	r = Result{Scenario: s.Key, Title: s.Title}
+	fail := func(err error) Result {
+		r.Error = strings.Join(strings.Fields(err.Error()), " ")
+		if len(r.Error) > 600 {
+			r.Error = r.Error[:600] + " ..."
+		}
+		return r
+	}
+	cl, err := harness.New(ctx, harness.Options{Hosts: 2, Logger: log, ReadyTimeout: 30 * time.Second})
+	if err != nil {
+		return fail(err)
+	}
+	defer func() {
+		if err := cl.Close(); err != nil {
+			log.Warn("cleanup", "err", err)
+		}
+	}()
+	sctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	ep, err := s.Setup(sctx, cl)
+	cancel()
+	if err != nil {
+		return fail(fmt.Errorf("setup: %w", err))
+	}
+
+	srv, err := ep.Server.Start(filepath.Join(cl.Dir, "iperf3-server.log"), "iperf3", "-s", "-p", "5201", "--forceflush")
+	if err != nil {
+		return fail(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := srv.WaitLog(wctx, "Server listening"); err != nil {
+		return fail(err)
+	}
+	if err := harness.Poll(wctx, "client reaches server", func(ctx context.Context) error {
+		_, err := ep.Client.Ping(ctx, ep.ServerIP, "-W", "1")
+		return err
+	}); err != nil {
+		return fail(err)
+	}
+
+	snmp0, err := udpCounters(ctx, ep.RecvHost)
+	if err != nil {
+		return fail(err)
+	}
+	pr, err := ep.Client.Ping(ctx, ep.ServerIP, "-c", fmt.Sprint(cfg.pings), "-i", "0.05", "-W", "2")
+	if err != nil {
+		return fail(fmt.Errorf("ping: %w", err))
+	}
+	r.RTTms = float64(pr.Avg) / float64(time.Millisecond)
+
+	var bytes, routerCPU, machineCPU float64
+	for _, streams := range []int{1, 4} {
+		rc0, err := routersCPU(ep.Routers)
+		if err != nil {
+			return fail(err)
+		}
+		mc0, err := machineBusy()
+		if err != nil {
+			return fail(err)
+		}
+		ictx, cancel := context.WithTimeout(ctx, cfg.duration+60*time.Second)
+		out, err := ep.Client.Output(ictx, "iperf3", "-c", ep.ServerIP, "-p", "5201", "-J",
+			"-t", fmt.Sprintf("%.0f", max(1, cfg.duration.Seconds())), "-P", fmt.Sprint(streams))
+		cancel()
+		ir, perr := parseIperf(out)
+		if perr != nil {
+			if err != nil {
+				return fail(fmt.Errorf("iperf3 -P %d: %w", streams, err))
+			}
+			return fail(perr)
+		}
+		rc1, err := routersCPU(ep.Routers)
+		if err != nil {
+			return fail(fmt.Errorf("router gone after the run: %w", err))
+		}
+		mc1, err := machineBusy()
+		if err != nil {
+			return fail(err)
+		}
+		gbps := ir.End.SumReceived.BitsPerSecond / 1e9
+		if streams == 1 {
+			r.Gbps1 = gbps
+		} else {
+			r.Gbps4 = gbps
+		}
+		r.Retransmits += ir.End.SumSent.Retransmits
+		bytes += ir.End.SumReceived.Bytes
+		routerCPU += rc1 - rc0
+		machineCPU += mc1 - mc0
+	}
+	r.GB = bytes / 1e9
+	if r.GB > 0 {
+		r.MachineCPUGB = machineCPU / r.GB
+		if len(ep.Routers) > 0 {
+			v := routerCPU / r.GB
+			r.RouterCPUGB = &v
+		}
+	}
+	if len(ep.Routers) > 0 {
+		var peak float64
+		for _, p := range ep.Routers {
+			m, err := peakRSS(p)
+			if err != nil {
+				return fail(err)
+			}
+			peak = max(peak, m)
+		}
+		r.RouterRSSMB = &peak
+	}
+	snmp1, err := udpCounters(ctx, ep.RecvHost)
+	if err != nil {
+		return fail(err)
+	}
+	r.UDPRcvbufErrs = snmp1["RcvbufErrors"] - snmp0["RcvbufErrors"]
+	r.UDPInErrors = snmp1["InErrors"] - snmp0["InErrors"]
+	return r
+}
+
+// addRatios sets each row's throughput relative to the reference row.
+func addRatios(rs []Result) {
+	var ref *Result
+	for i := range rs {
+		if rs[i].Scenario == referenceKey && rs[i].Error == "" {
+			ref = &rs[i]
+		}
+	}
+	if ref == nil {
+		return
+	}
+	for i := range rs {
+		if rs[i].Error != "" {
+			continue
+		}
+		if ref.Gbps1 > 0 {
+			v := rs[i].Gbps1 / ref.Gbps1
+			rs[i].Ratio1 = &v
+		}
+		if ref.Gbps4 > 0 {
+			v := rs[i].Gbps4 / ref.Gbps4
+			rs[i].Ratio4 = &v
+		}
+	}
+}
+
+func opt(p *float64, format string) string {
+	if p == nil {
+		return "-"
+	}
+	return fmt.Sprintf(format, *p)
+}
+
+func printTable(w io.Writer, rs []Result) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tGbit/s 1\tGbit/s 4\tvs "+referenceKey+" 1\tvs "+referenceKey+" 4\tRTT ms\trouter CPU-s/GB\tmachine CPU-s/GB\trouter RSS MB\tUDP RcvbufErrors\tretrans\t")
+	for _, r := range rs {
+		if r.Error != "" {
+			fmt.Fprintf(tw, "%s\t(failed)\t\t\t\t\t\t\t\t\t\t\n", r.Title)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%s\t%s\t%.3f\t%s\t%.2f\t%s\t%d\t%d\t\n",
+			r.Title, r.Gbps1, r.Gbps4, opt(r.Ratio1, "%.2f"), opt(r.Ratio4, "%.2f"), r.RTTms,
+			opt(r.RouterCPUGB, "%.2f"), r.MachineCPUGB, opt(r.RouterRSSMB, "%.1f"), r.UDPRcvbufErrs, r.Retransmits)
+	}
+	tw.Flush()
+	for _, r := range rs {
+		if r.Error != "" {
+			fmt.Fprintf(w, "\n%s failed: %s\n", r.Title, r.Error)
+		}
+	}
+	fmt.Fprintln(w, "\nCPU-s/GB: CPU seconds per gigabyte received (router: both routers' utime+stime; machine: all cores busy time).")
+	fmt.Fprintln(w, "Numbers from a shared machine are noisy; compare rows of one run.")
+}

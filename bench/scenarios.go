@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"weavemesh.dev/weave/test/harness"
+)
+
+// Scenario is one row of the table: a way of connecting a client namespace
+// on host1 to a server namespace on host2. Each runs on a fresh two-host
+// cluster.
+type Scenario struct {
+	Key   string // for --only
+	Title string
+	Setup func(ctx context.Context, cl *harness.Cluster) (*Endpoints, error)
+}
+
+// Endpoints is what a scenario's setup hands to the measurements.
+type Endpoints struct {
+	Client, Server *harness.NS
+	ServerIP       string
+	Routers        []int       // pids whose CPU time and peak RSS count as "router"
+	RecvHost       *harness.NS // where UDP receive errors are read (the server's host)
+}
+
+// ContainerMTU is the overlay MTU weave gives containers; the hand-made
+// VXLAN row uses it too so the two compare like for like.
+const ContainerMTU = 1376
+
+// scenarios is the table, in order. The "vxlan" row is the reference the
+// ratios are taken against.
+var scenarios = []Scenario{
+	{Key: "underlay", Title: "bare underlay", Setup: setupUnderlay},
+	{Key: "vxlan", Title: "kernel VXLAN", Setup: setupVXLAN},
+	{Key: "sleeve", Title: "weave sleeve", Setup: weaveSetup()},
+}
+
+// referenceKey names the scenario the throughput ratios are relative to.
+const referenceKey = "vxlan"
+
+// setupUnderlay measures the host namespaces themselves over the underlay.
+func setupUnderlay(_ context.Context, cl *harness.Cluster) (*Endpoints, error) {
+	h1, h2 := cl.Host(1), cl.Host(2)
+	return &Endpoints{Client: h1.NS, Server: h2.NS, ServerIP: h2.IP.String(), RecvHost: h2.NS}, nil
+}
+
+// setupVXLAN builds by hand what an overlay does in the kernel: in each host
+// a vxlan device (VNI 42, port 4789, unicast to the other host) on a bridge,
+// and a container namespace on the bridge through a veth.
+func setupVXLAN(ctx context.Context, cl *harness.Cluster) (*Endpoints, error) {
+	var ctrs []*harness.Container
+	for i, h := range cl.Hosts[:2] {
+		other := cl.Hosts[1-i]
+		c, err := h.AddContainer(fmt.Sprintf("vx%d", i+1))
+		if err != nil {
+			return nil, err
+		}
+		mtu := fmt.Sprint(ContainerMTU)
+		for _, argv := range [][]string{
+			{"ip", "link", "add", "vxlan0", "type", "vxlan", "id", "42", "dstport", "4789",
+				"local", h.IP.String(), "remote", other.IP.String(), "dev", "eth0"},
+			{"ip", "link", "add", "br0", "type", "bridge"},
+			{"ip", "link", "set", "vxlan0", "master", "br0", "up"},
+			{"ip", "link", "add", "vc0", "mtu", mtu, "type", "veth", "peer", "name", "ethwe", "mtu", mtu, "netns", c.NS.Name},
+			{"ip", "link", "set", "vc0", "master", "br0", "up"},
+			{"ip", "link", "set", "br0", "up"},
+		} {
+			if _, err := h.Exec(ctx, argv...); err != nil {
+				return nil, err
+			}
+		}
+		addr := netip.AddrFrom4([4]byte{10, 40, 0, byte(i + 1)})
+		for _, argv := range [][]string{
+			{"ip", "addr", "add", addr.String() + "/24", "dev", "ethwe"},
+			{"ip", "link", "set", "ethwe", "up"},
+		} {
+			if _, err := c.Exec(ctx, argv...); err != nil {
+				return nil, err
+			}
+		}
+		ctrs = append(ctrs, c)
+	}
+	return &Endpoints{Client: ctrs[0].NS, Server: ctrs[1].NS, ServerIP: "10.40.0.2", RecvHost: cl.Host(2).NS}, nil
+}
+
+// weaveSetup returns a setup that starts a weave router on each host (host2
+// joins host1) with routerArgs, and attaches one container per host with
+// `weave attach`.
+func weaveSetup(routerArgs ...string) func(context.Context, *harness.Cluster) (*Endpoints, error) {
+	return func(ctx context.Context, cl *harness.Cluster) (*Endpoints, error) {
+		h1, h2 := cl.Host(1), cl.Host(2)
+		if err := h1.StartRouterCtx(ctx, routerArgs...); err != nil {
+			return nil, err
+		}
+		if err := h2.StartRouterCtx(ctx, append(append([]string(nil), routerArgs...), h1.IP.String())...); err != nil {
+			return nil, err
+		}
+		c1, err := h1.AddContainer("c1")
+		if err != nil {
+			return nil, err
+		}
+		c2, err := h2.AddContainer("c2")
+		if err != nil {
+			return nil, err
+		}
+		if err := c1.Attach("10.32.1.1/12"); err != nil {
+			return nil, err
+		}
+		if err := c2.Attach("10.32.2.1/12"); err != nil {
+			return nil, err
+		}
+		err = harness.Poll(ctx, "host1 -> host2 connection established", func(context.Context) error {
+			c, err := h1.ConnectionTo(h2)
+			if err != nil {
+				return err
+			}
+			if c.State != "established" {
+				return fmt.Errorf("state %q", c.State)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		pids := []int{h1.RouterPID(), h2.RouterPID()}
+		if pids[0] == 0 || pids[1] == 0 {
+			return nil, errors.New("router pid unknown")
+		}
+		return &Endpoints{Client: c1.NS, Server: c2.NS, ServerIP: c2.IP(), Routers: pids, RecvHost: h2.NS}, nil
+	}
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"weavemesh.dev/weave/peer"
+	"weavemesh.dev/weave/router"
+)
+
+// routerFlags are the flags of weave router and weave launch, as given.
+type routerFlags struct {
+	name          string
+	nickname      string
+	port          int
+	dataPort      int
+	dataDir       string
+	mtu           int
+	advertiseAddr string
+	logLevel      string
+}
+
+func (f *routerFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.name, "name", "",
+		"peer name, like aa:bb:cc:dd:ee:ff (default: kept in --data-dir, created on first run)")
+	fs.StringVar(&f.nickname, "nickname", "", "human-friendly peer name shown in status (default: the hostname)")
+	fs.IntVar(&f.port, "port", router.DefaultPort, "gossip port, tcp and udp")
+	fs.IntVar(&f.dataPort, "data-port", 0, "sleeve data-plane port, udp (default: --port + 1)")
+	fs.StringVar(&f.dataDir, "data-dir", router.DefaultDataDir, "directory for the peer name, known peers, endpoints and router.log")
+	fs.IntVar(&f.mtu, "mtu", router.DefaultMTU, fmt.Sprintf("overlay MTU, %d-%d", router.MinMTU, router.MaxMTU))
+	fs.StringVar(&f.advertiseAddr, "advertise-addr", "", "address other peers should use to reach this one, host or host:port (behind NAT)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+// config validates the flags and builds the router configuration; every
+// error names the flag. Logger is left for the caller.
+func (f *routerFlags) config(httpAddr, version string, peers []string) (router.Config, slog.Level, error) {
+	cfg := router.Config{
+		Nickname:      f.nickname,
+		Port:          f.port,
+		DataPort:      f.dataPort,
+		HTTPAddr:      httpAddr,
+		MTU:           f.mtu,
+		AdvertiseAddr: f.advertiseAddr,
+		Version:       version,
+	}
+	level, err := parseLogLevel(f.logLevel)
+	if err != nil {
+		return cfg, 0, err
+	}
+	if f.name != "" {
+		if cfg.Name, err = peer.ParseName(f.name); err != nil {
+			return cfg, 0, fmt.Errorf("--name: %w", err)
+		}
+	}
+	if f.port < 1 || f.port > 65535 {
+		return cfg, 0, fmt.Errorf("--port %d: must be 1-65535", f.port)
+	}
+	if f.dataPort != 0 && (f.dataPort < 1 || f.dataPort > 65535 || f.dataPort == f.port) {
+		return cfg, 0, fmt.Errorf("--data-port %d: must be 1-65535 and differ from --port", f.dataPort)
+	}
+	if f.dataPort == 0 && f.port == 65535 {
+		return cfg, 0, fmt.Errorf("--port 65535 leaves no room for the default --data-port (--port + 1); set --data-port")
+	}
+	if f.mtu < router.MinMTU || f.mtu > router.MaxMTU {
+		return cfg, 0, fmt.Errorf("--mtu %d: must be %d-%d", f.mtu, router.MinMTU, router.MaxMTU)
+	}
+	if strings.TrimSpace(f.dataDir) == "" {
+		return cfg, 0, fmt.Errorf("--data-dir: must not be empty")
+	}
+	// The launched router may run from another directory; pin the path.
+	if cfg.DataDir, err = filepath.Abs(f.dataDir); err != nil {
+		return cfg, 0, fmt.Errorf("--data-dir %q: %w", f.dataDir, err)
+	}
+	if f.advertiseAddr != "" {
+		if err := validHostPort(f.advertiseAddr); err != nil {
+			return cfg, 0, fmt.Errorf("--advertise-addr %w", err)
+		}
+	}
+	for _, p := range peers {
+		if err := validHostPort(p); err != nil {
+			return cfg, 0, fmt.Errorf("peer %w", err)
+		}
+	}
+	if len(peers) > 0 {
+		cfg.Peers = peers
+	}
+	return cfg, level, nil
+}
+
+func parseLogLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+}
+
+// validHostPort accepts "host" or "host:port" (IPv6 as "[::1]:6783" or a
+// bare address).
+func validHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		host, port = s, ""
+	}
+	host = strings.Trim(host, "[]")
+	switch {
+	case host == "":
+		return fmt.Errorf("%q: empty host; give host or host:port", s)
+	case strings.ContainsAny(host, " /\t"):
+		return fmt.Errorf("%q: not a host name or address; give host or host:port", s)
+	}
+	if port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q: port must be 1-65535", s)
+		}
+	}
+	return nil
+}
+
+// childSpec is how launch starts the background router.
+type childSpec struct {
+	Path string
+	Args []string // argv, Args[0] included
+	Env  []string
+	// ExtraFiles are inherited as fds 3, 4, ...: the way to hand the router
+	// a secret through a pipe.
+	ExtraFiles []*os.File
+}
+
+// routerChild builds the command line and environment of the background
+// router from the validated configuration. Anything secret (an encryption
+// password, say) must travel in Env or an inherited pipe, never in Args:
+// every local user can read a process's command line.
+func routerChild(exe string, cfg router.Config, f *routerFlags, environ []string) childSpec {
+	args := []string{exe, "router",
+		"--port=" + strconv.Itoa(cfg.Port),
+		"--data-dir=" + cfg.DataDir,
+		"--http-addr=" + cfg.HTTPAddr,
+		"--mtu=" + strconv.Itoa(cfg.MTU),
+		"--log-level=" + strings.ToLower(f.logLevel),
+	}
+	if cfg.Name != peer.None {
+		args = append(args, "--name="+cfg.Name.String())
+	}
+	if cfg.Nickname != "" {
+		args = append(args, "--nickname="+cfg.Nickname)
+	}
+	if cfg.DataPort != 0 {
+		args = append(args, "--data-port="+strconv.Itoa(cfg.DataPort))
+	}
+	if cfg.AdvertiseAddr != "" {
+		args = append(args, "--advertise-addr="+cfg.AdvertiseAddr)
+	}
+	// Peers after "--" so that none is taken for a flag.
+	args = append(args, "--")
+	args = append(args, cfg.Peers...)
+	return childSpec{Path: exe, Args: args, Env: environ}
+}

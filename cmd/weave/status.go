@@ -1,0 +1,284 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"weavemesh.dev/weave/api"
+)
+
+func (a *app) statusCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status [peers|connections]",
+		Short: "Show the router's status, its peers or its connections",
+		Example: `  weave status
+  weave status peers
+  weave status connections --json`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("unknown status report %q; want peers or connections", args[0])
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c := a.client()
+			defer c.CloseIdleConnections()
+			st, err := c.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(a.stdout, st)
+			}
+			// The router's protocol range; status still works without it.
+			var v *api.Version
+			if rv, err := c.Version(cmd.Context()); err == nil {
+				v = &rv
+			}
+			formatStatus(a.stdout, st, v)
+			return nil
+		},
+	}
+	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print the API's JSON")
+	cmd.AddCommand(&cobra.Command{
+		Use:   "peers",
+		Short: "List the members of the mesh",
+		Args:  argsExactly(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c := a.client()
+			defer c.CloseIdleConnections()
+			peers, err := c.Peers(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(a.stdout, peers)
+			}
+			formatPeers(a.stdout, peers, a.now())
+			return nil
+		},
+	}, &cobra.Command{
+		Use:   "connections",
+		Short: "List this router's data-plane connections to other peers",
+		Args:  argsExactly(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c := a.client()
+			defer c.CloseIdleConnections()
+			conns, err := c.Connections(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(a.stdout, conns)
+			}
+			formatConnections(a.stdout, conns)
+			return nil
+		},
+	})
+	return cmd
+}
+
+// writeJSON prints v indented, as the API sent it.
+func writeJSON(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode JSON: %w", err)
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+// connectionStates are shown always, in this order; others follow sorted.
+var connectionStates = []string{"established", "relayed", "connecting", "failed"}
+
+// formatStatus prints the status summary; v may be nil if /version failed.
+func formatStatus(w io.Writer, st api.Status, v *api.Version) {
+	ver := st.Version
+	if v != nil {
+		if ver == "" {
+			ver = v.Version
+		}
+		ver += fmt.Sprintf(" (protocol %d..%d)", v.ProtoMin, v.ProtoMax)
+	}
+	fmt.Fprintf(w, "Version: %s\n", ver)
+	name := st.Name
+	if st.Nickname != "" {
+		name += " (" + st.Nickname + ")"
+	}
+	fmt.Fprintf(w, "Name: %s\n", name)
+	if !st.Ready {
+		fmt.Fprintf(w, "Status: starting (not ready yet)\n")
+	}
+	enc := "disabled"
+	if st.Encryption {
+		enc = "enabled"
+	}
+	fmt.Fprintf(w, "Encryption: %s\n", enc)
+	fmt.Fprintf(w, "Peers: %d\n", st.Peers)
+
+	total := 0
+	for _, n := range st.Connections {
+		total += n
+	}
+	parts := make([]string, 0, len(connectionStates))
+	for _, s := range connectionStates {
+		parts = append(parts, fmt.Sprintf("%d %s", st.Connections[s], s))
+	}
+	for _, s := range sortedKeys(st.Connections) {
+		if !contains(connectionStates, s) {
+			parts = append(parts, fmt.Sprintf("%d %s", st.Connections[s], s))
+		}
+	}
+	fmt.Fprintf(w, "Connections: %d (%s)\n", total, strings.Join(parts, ", "))
+
+	dps := make([]string, 0, len(st.Datapaths))
+	for _, d := range sortedKeys(st.Datapaths) {
+		dps = append(dps, fmt.Sprintf("%s %d", d, st.Datapaths[d]))
+	}
+	if len(dps) == 0 {
+		dps = append(dps, "none")
+	}
+	fmt.Fprintf(w, "Datapath: %s\n", strings.Join(dps, ", "))
+	fmt.Fprintf(w, "Overlay MTU: %d\n", st.OverlayMTU)
+
+	var drops uint64
+	dropParts := make([]string, 0, len(st.Drops))
+	for _, r := range sortedKeys(st.Drops) {
+		if st.Drops[r] == 0 {
+			continue
+		}
+		drops += st.Drops[r]
+		dropParts = append(dropParts, fmt.Sprintf("%d %s", st.Drops[r], r))
+	}
+	if drops > 0 {
+		fmt.Fprintf(w, "Drops: %d (%s)\n", drops, strings.Join(dropParts, ", "))
+	}
+}
+
+// formatPeers prints the mesh members as a table, this router first.
+func formatPeers(w io.Writer, peers []api.Peer, now time.Time) {
+	peers = append([]api.Peer(nil), peers...)
+	sort.SliceStable(peers, func(i, j int) bool {
+		if peers[i].Self != peers[j].Self {
+			return peers[i].Self
+		}
+		return peers[i].Name < peers[j].Name
+	})
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tNICKNAME\tADDRESS\tDATA ADDRESS\tSTATE\tSINCE\tVERSION\tPROTOCOL")
+	for _, p := range peers {
+		nick := dash(p.Nickname)
+		if p.Self {
+			nick += " (self)"
+		}
+		proto := "-"
+		if p.ProtoMax > 0 {
+			proto = fmt.Sprintf("%d..%d", p.ProtoMin, p.ProtoMax)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, nick, dash(p.Address), dash(p.DataAddr),
+			dash(p.State), age(p.Since, now), dash(p.Version), proto)
+	}
+	tw.Flush()
+}
+
+// formatConnections prints the data-plane connections as a table.
+func formatConnections(w io.Writer, conns []api.Connection) {
+	conns = append([]api.Connection(nil), conns...)
+	sort.SliceStable(conns, func(i, j int) bool { return conns[i].Peer < conns[j].Peer })
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tNICKNAME\tADDRESS\tSTATE\tDATAPATH\tMTU\tRTT\tINFO")
+	for _, c := range conns {
+		dp := dash(c.Datapath)
+		if c.Encrypted {
+			dp += " (encrypted)"
+		}
+		mtu, rtt := "-", "-"
+		if c.MTU > 0 {
+			mtu = strconv.Itoa(c.MTU)
+		}
+		if c.RTTMillis > 0 {
+			rtt = strconv.FormatFloat(c.RTTMillis, 'f', 1, 64) + "ms"
+		}
+		var info []string
+		if c.Via != "" {
+			info = append(info, "via "+c.Via)
+		}
+		if c.Reason != "" {
+			info = append(info, c.Reason)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Peer, dash(c.Nickname), dash(c.Address),
+			dash(c.State), dp, mtu, rtt, dash(strings.Join(info, "; ")))
+	}
+	tw.Flush()
+}
+
+// formatEndpoints prints attached endpoints as a table.
+func formatEndpoints(w io.Writer, eps []api.Endpoint) {
+	eps = append([]api.Endpoint(nil), eps...)
+	sort.SliceStable(eps, func(i, j int) bool { return eps[i].ID < eps[j].ID })
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNETNS\tIFACE\tMAC\tIPS")
+	for _, e := range eps {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.ID, dash(e.Netns), dash(e.HostIface), dash(e.MAC),
+			dash(strings.Join(e.CIDRs, ",")))
+	}
+	tw.Flush()
+}
+
+// formatEndpoint prints one endpoint on a line: host interface, MAC, IPs.
+func formatEndpoint(w io.Writer, e api.Endpoint) {
+	fmt.Fprintf(w, "%s %s %s\n", dash(e.HostIface), dash(e.MAC), dash(strings.Join(e.CIDRs, ",")))
+}
+
+// age says how long ago t was, coarsely: 45s, 12m, 3h4m, 5d.
+func age(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := now.Sub(t)
+	switch {
+	case d < 0:
+		return "0s"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d/time.Minute))
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%dh%dm", int(d/time.Hour), int(d%time.Hour/time.Minute))
+	}
+	return fmt.Sprintf("%dd", int(d/(24*time.Hour)))
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

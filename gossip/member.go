@@ -1,0 +1,266 @@
+package gossip
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"weavemesh.dev/weave/peer"
+)
+
+// MemberState is what this peer believes about another.
+type MemberState uint8
+
+const (
+	// Alive: the member answers probes.
+	Alive MemberState = iota
+	// Suspect is reserved for members that stopped answering but are not
+	// yet declared dead. memberlist v0.7.0 reports no event when it starts
+	// suspecting a member, so members currently go from Alive to Dead.
+	Suspect
+	// Dead: the member stopped answering probes and was declared failed.
+	Dead
+	// Left: the member left the mesh on purpose.
+	Left
+)
+
+// String returns "alive", "suspect", "dead" or "left".
+func (s MemberState) String() string {
+	switch s {
+	case Alive:
+		return "alive"
+	case Suspect:
+		return "suspect"
+	case Dead:
+		return "dead"
+	case Left:
+		return "left"
+	}
+	return fmt.Sprintf("MemberState(%d)", uint8(s))
+}
+
+// Member is one peer of the mesh as this peer sees it.
+type Member struct {
+	Name       peer.Name
+	Nickname   string
+	GossipAddr netip.AddrPort // memberlist address, tcp+udp
+	DataAddr   netip.AddrPort // sleeve address: the gossip IP and the advertised data port
+	ProtoMin   uint8          // sleeve protocol versions spoken
+	ProtoMax   uint8
+	Version    string
+	State      MemberState
+	Since      time.Time // when State last changed, by the local clock
+	// MetaErr is set when the member's metadata could not be decoded (a
+	// corrupt or incompatible peer). Nickname, DataAddr, ProtoMin,
+	// ProtoMax and Version are then zero and the member must not be used
+	// for data.
+	MetaErr error
+}
+
+// String is for logs.
+func (m Member) String() string {
+	return fmt.Sprintf("%s(%s) %s %s", m.Name, m.Nickname, m.GossipAddr, m.State)
+}
+
+// memberEntry is the member table's record of one peer.
+type memberEntry struct {
+	m       Member
+	leaving bool // the member's metadata says it is leaving on purpose
+}
+
+// applyNode fills the address and metadata fields of e from n.
+func (n *Node) applyNode(e *memberEntry, mn *memberlist.Node) {
+	ip, _ := netip.AddrFromSlice(mn.Addr)
+	ip = ip.Unmap()
+	e.m.GossipAddr = netip.AddrPortFrom(ip, mn.Port)
+	md, err := decodeMeta(mn.Meta)
+	if err != nil {
+		e.m.MetaErr = err
+		e.m.Nickname, e.m.Version = "", ""
+		e.m.ProtoMin, e.m.ProtoMax = 0, 0
+		e.m.DataAddr = netip.AddrPort{}
+		e.leaving = false
+		n.stats.decodeErrors.Add(1)
+		if ok, suppressed := n.logLimit.allow("meta " + mn.Name); ok {
+			n.log.Warn("member has metadata this peer cannot read; it is listed but not used",
+				"peer", mn.Name, "addr", e.m.GossipAddr, "error", err, "suppressed", suppressed)
+		}
+		return
+	}
+	e.m.MetaErr = nil
+	e.m.Nickname, e.m.Version = md.nickname, md.version
+	e.m.ProtoMin, e.m.ProtoMax = md.protoMin, md.protoMax
+	e.m.DataAddr = netip.AddrPortFrom(ip, md.dataPort)
+	e.leaving = md.leaving
+}
+
+// setState records a state change for e and keeps the alive count.
+func (n *Node) setState(e *memberEntry, s MemberState, now time.Time) {
+	if e.m.State == s && !e.m.Since.IsZero() {
+		return
+	}
+	wasAlive := e.m.State == Alive && !e.m.Since.IsZero()
+	if wasAlive && s != Alive {
+		n.alive.Add(-1)
+	} else if !wasAlive && s == Alive {
+		n.alive.Add(1)
+	}
+	e.m.State, e.m.Since = s, now
+}
+
+// events receives memberlist's membership events. memberlist calls it with
+// its node lock held, one event at a time, so it only updates the member
+// table and never calls back into memberlist.
+type events Node
+
+func (ev *events) NotifyJoin(n *memberlist.Node)   { (*Node)(ev).nodeEvent(n, Alive, false) }
+func (ev *events) NotifyUpdate(n *memberlist.Node) { (*Node)(ev).nodeEvent(n, Alive, false) }
+func (ev *events) NotifyLeave(n *memberlist.Node)  { (*Node)(ev).nodeEvent(n, Dead, true) }
+
+// nodeEvent applies one membership event. memberlist does not say whether a
+// member that went away failed or left on purpose; a peer that leaves
+// first sets the leaving flag in its metadata, which tells the two apart.
+func (n *Node) nodeEvent(mn *memberlist.Node, s MemberState, gone bool) {
+	name, err := peer.ParseName(mn.Name)
+	if err != nil {
+		return // refused by aliveCheck; never in the table
+	}
+	now := time.Now()
+	n.mu.Lock()
+	e, ok := n.members[name]
+	if !ok {
+		e = &memberEntry{m: Member{Name: name}}
+		n.members[name] = e
+	}
+	n.applyNode(e, mn)
+	if gone && e.leaving {
+		s = Left
+	}
+	n.setState(e, s, now)
+	addr := e.m.GossipAddr
+	n.mu.Unlock()
+
+	if s == Alive && name != n.cfg.Name && addr.IsValid() {
+		n.known.learn(addr.String(), now)
+	}
+	n.changed()
+}
+
+// changed signals Changes without blocking.
+func (n *Node) changed() {
+	select {
+	case n.changes <- struct{}{}:
+	default:
+	}
+}
+
+// Members returns every member this peer knows, itself included: alive
+// ones, and dead or left ones for Config.DeadRetention after they went.
+// The slice is sorted by name and owned by the caller.
+func (n *Node) Members() []Member {
+	cutoff := time.Now().Add(-n.cfg.DeadRetention)
+	n.mu.RLock()
+	out := make([]Member, 0, len(n.members))
+	for _, e := range n.members {
+		if gone(e.m.State) && e.m.Since.Before(cutoff) {
+			continue
+		}
+		out = append(out, e.m)
+	}
+	n.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Member) int {
+		switch {
+		case a.Name < b.Name:
+			return -1
+		case a.Name > b.Name:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Local returns this peer's own member record.
+func (n *Node) Local() Member {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if e, ok := n.members[n.cfg.Name]; ok {
+		return e.m
+	}
+	return Member{Name: n.cfg.Name, Nickname: n.cfg.Nickname, ProtoMin: n.cfg.ProtoMin,
+		ProtoMax: n.cfg.ProtoMax, Version: n.cfg.Version}
+}
+
+// member returns the record of name.
+func (n *Node) member(name peer.Name) (Member, bool) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	e, ok := n.members[name]
+	if !ok {
+		return Member{}, false
+	}
+	return e.m, true
+}
+
+// pruneMembers drops dead and left members older than DeadRetention.
+func (n *Node) pruneMembers(now time.Time) {
+	cutoff := now.Add(-n.cfg.DeadRetention)
+	pruned := false
+	n.mu.Lock()
+	for name, e := range n.members {
+		if gone(e.m.State) && e.m.Since.Before(cutoff) {
+			delete(n.members, name)
+			pruned = true
+		}
+	}
+	n.mu.Unlock()
+	if pruned {
+		n.changed()
+	}
+}
+
+// aliveAddrs returns the gossip addresses of alive members.
+func (n *Node) aliveAddrs() map[string]peer.Name {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	out := make(map[string]peer.Name, len(n.members))
+	for _, e := range n.members {
+		if !gone(e.m.State) && e.m.GossipAddr.IsValid() {
+			out[e.m.GossipAddr.String()] = e.m.Name
+		}
+	}
+	return out
+}
+
+func gone(s MemberState) bool { return s == Dead || s == Left }
+
+// aliveCheck refuses memberlist nodes whose names are not peer names: they
+// are not weave peers, and every message about them would be useless.
+type aliveCheck Node
+
+func (a *aliveCheck) NotifyAlive(mn *memberlist.Node) error {
+	if _, err := peer.ParseName(mn.Name); err != nil {
+		n := (*Node)(a)
+		if ok, suppressed := n.logLimit.allow("name " + mn.Name); ok {
+			n.log.Warn("refusing a gossip member whose name is not a peer name",
+				"name", mn.Name, "addr", mn.Address(), "suppressed", suppressed)
+		}
+		return fmt.Errorf("%q is not a peer name", mn.Name)
+	}
+	return nil
+}
+
+// conflicts explains a peer name claimed by two addresses.
+type conflicts Node
+
+func (c *conflicts) NotifyConflict(existing, other *memberlist.Node) {
+	n := (*Node)(c)
+	if ok, suppressed := n.logLimit.allow("conflict " + existing.Name); ok {
+		n.log.Error("two hosts claim the same peer name; give each host its own data directory (peer name)",
+			"peer", existing.Name, "known_addr", existing.Address(), "other_addr", other.Address(),
+			"suppressed", suppressed)
+	}
+}

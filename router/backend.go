@@ -1,0 +1,287 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"weavemesh.dev/weave/api"
+	"weavemesh.dev/weave/gossip"
+	"weavemesh.dev/weave/netdev"
+	"weavemesh.dev/weave/peer"
+	"weavemesh.dev/weave/sleeve"
+	"weavemesh.dev/weave/sleeve/wire"
+)
+
+// Connection states, as the API and CLI show them.
+const (
+	ConnEstablished = "established"
+	ConnRelayed     = "relayed"
+	ConnConnecting  = "connecting"
+	ConnFailed      = "failed"
+)
+
+const datapathSleeve = "sleeve"
+
+func (r *Router) versionInfo() api.Version {
+	return api.Version{Version: r.cfg.Version, ProtoMin: wire.Version, ProtoMax: wire.Version, Go: runtime.Version()}
+}
+
+func (r *Router) checkReady() error {
+	if !r.ready.Load() {
+		return api.NotReady("the router is starting or stopping; try again in a moment")
+	}
+	return nil
+}
+
+// Status implements api.Backend.
+func (r *Router) Status(ctx context.Context) (api.Status, error) {
+	st := api.Status{
+		Name: r.name.String(), Nickname: r.cfg.Nickname, Version: r.cfg.Version,
+		Ready: r.ready.Load(), Port: r.cfg.Port, DataPort: r.cfg.DataPort, OverlayMTU: r.cfg.MTU,
+		Connections: map[string]int{ConnEstablished: 0, ConnRelayed: 0, ConnConnecting: 0, ConnFailed: 0},
+		Datapaths:   map[string]int{},
+	}
+	if r.gossip == nil || r.sleeve == nil {
+		return st, nil
+	}
+	st.Peers = 1
+	for _, m := range r.gossip.Members() {
+		if m.Name != r.name && (m.State == gossip.Alive || m.State == gossip.Suspect) {
+			st.Peers++
+		}
+	}
+	conns, _ := r.Connections(ctx)
+	for _, c := range conns {
+		st.Connections[c.State]++
+		if c.State == ConnEstablished || c.State == ConnRelayed {
+			st.Datapaths[c.Datapath]++
+		}
+	}
+	st.Drops = r.sleeve.Drops()
+	return st, nil
+}
+
+// Peers implements api.Backend.
+func (r *Router) Peers(ctx context.Context) ([]api.Peer, error) {
+	if r.gossip == nil {
+		return nil, r.checkReady()
+	}
+	var out []api.Peer
+	for _, m := range r.gossip.Members() {
+		p := api.Peer{
+			Name: m.Name.String(), Nickname: m.Nickname, Address: m.GossipAddr.String(),
+			State: m.State.String(), Since: m.Since, Version: m.Version,
+			ProtoMin: int(m.ProtoMin), ProtoMax: int(m.ProtoMax), Self: m.Name == r.name,
+		}
+		if m.DataAddr.IsValid() {
+			p.DataAddr = m.DataAddr.String()
+		}
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b api.Peer) int {
+		if a.Self != b.Self {
+			if a.Self {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out, nil
+}
+
+// Connections implements api.Backend.
+func (r *Router) Connections(ctx context.Context) ([]api.Connection, error) {
+	if r.sleeve == nil {
+		return nil, r.checkReady()
+	}
+	r.mu.Lock()
+	alive := r.alive
+	r.mu.Unlock()
+	links := map[peer.Name]sleeve.Link{}
+	for _, l := range r.sleeve.Links() {
+		links[l.Peer] = l
+	}
+	rt := r.routes.Get()
+	var out []api.Connection
+	for _, m := range r.gossip.Members() {
+		if m.Name == r.name || (m.State != gossip.Alive && m.State != gossip.Suspect) {
+			continue
+		}
+		c := api.Connection{Peer: m.Name.String(), Nickname: m.Nickname, Datapath: datapathSleeve}
+		if m.DataAddr.IsValid() {
+			c.Address = m.DataAddr.String()
+		}
+		if _, ok := alive[m.Name]; !ok {
+			c.State = ConnFailed
+			switch {
+			case m.MetaErr != nil:
+				c.Reason = fmt.Sprintf("unreadable peer metadata: %v", m.MetaErr)
+			default:
+				c.Reason = fmt.Sprintf("peer speaks protocol %d..%d, we speak %d..%d; upgrade one of them",
+					m.ProtoMin, m.ProtoMax, wire.Version, wire.Version)
+			}
+			out = append(out, c)
+			continue
+		}
+		l, ok := links[m.Name]
+		if !ok {
+			c.State = ConnConnecting
+			out = append(out, c)
+			continue
+		}
+		c.MTU = l.OverlayMTU
+		c.RTTMillis = float64(l.RTT) / float64(time.Millisecond)
+		switch l.State {
+		case sleeve.LinkUp:
+			c.State = ConnEstablished
+		case sleeve.LinkConnecting:
+			c.State = ConnConnecting
+		default:
+			if via, ok := rt.NextHop(m.Name); ok && via != m.Name {
+				c.State = ConnRelayed
+				c.Via = via.String()
+				if vm, ok := alive[via]; ok {
+					c.Via += " (" + vm.Nickname + ")"
+				}
+			} else {
+				c.State = ConnFailed
+				c.Reason = fmt.Sprintf("no heartbeat from %s, and no other peer can relay", l.Addr)
+			}
+		}
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b api.Connection) int { return strings.Compare(a.Peer, b.Peer) })
+	return out, nil
+}
+
+// Connect implements api.Backend.
+func (r *Router) Connect(ctx context.Context, peers []string) error {
+	if err := r.checkReady(); err != nil {
+		return err
+	}
+	for _, p := range peers {
+		if err := validPeerAddr(p); err != nil {
+			return api.BadRequest("%v", err)
+		}
+	}
+	// Peers that do not answer yet stay remembered and are retried, as
+	// with peers named at launch, so that is not a failure.
+	if err := r.gossip.Connect(peers); err != nil {
+		r.log.Info("peers do not answer yet; retrying in the background", "peers", peers, "err", err)
+	}
+	return nil
+}
+
+// Forget implements api.Backend.
+func (r *Router) Forget(ctx context.Context, peers []string) error {
+	if err := r.checkReady(); err != nil {
+		return err
+	}
+	for _, p := range peers {
+		if err := validPeerAddr(p); err != nil {
+			return api.BadRequest("%v", err)
+		}
+	}
+	return r.gossip.Forget(peers)
+}
+
+// Attach implements api.Backend.
+func (r *Router) Attach(ctx context.Context, req api.AttachRequest) (api.Endpoint, error) {
+	if err := r.checkReady(); err != nil {
+		return api.Endpoint{}, err
+	}
+	if req.Netns == "" {
+		return api.Endpoint{}, api.BadRequest("netns is required")
+	}
+	if len(req.CIDRs) == 0 {
+		return api.Endpoint{}, api.BadRequest("give at least one address as IP/PREFIX")
+	}
+	var prefixes []netip.Prefix
+	for _, s := range req.CIDRs {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return api.Endpoint{}, api.BadRequest("address %q: want IP/PREFIX such as 10.32.0.5/12", s)
+		}
+		prefixes = append(prefixes, p)
+	}
+	ep, err := r.bridge.Attach(netdev.AttachOptions{Netns: req.Netns, CIDRs: prefixes, MTU: r.cfg.MTU})
+	switch {
+	case errors.Is(err, netdev.ErrNotNetns):
+		return api.Endpoint{}, api.BadRequest("%v", err)
+	case err != nil:
+		return api.Endpoint{}, err
+	}
+	if err := r.eps.put(endpointRecord{ID: ep.ID, Netns: req.Netns, CIDRs: prefixStrings(ep.CIDRs), Name: req.Name}); err != nil {
+		return api.Endpoint{}, err
+	}
+	r.log.Info("attached", "netns", req.Netns, "iface", ep.HostIface, "mac", ep.MAC.String(), "cidrs", ep.CIDRs)
+	return apiEndpoint(ep, req.Name), nil
+}
+
+// Detach implements api.Backend.
+func (r *Router) Detach(ctx context.Context, req api.DetachRequest) (api.Endpoint, error) {
+	if err := r.checkReady(); err != nil {
+		return api.Endpoint{}, err
+	}
+	if req.Netns == "" {
+		return api.Endpoint{}, api.BadRequest("netns is required")
+	}
+	ep, err := r.bridge.Detach(req.Netns)
+	switch {
+	case errors.Is(err, netdev.ErrNotAttached), errors.Is(err, netdev.ErrNotNetns):
+		return api.Endpoint{}, api.NotFound("%v", err)
+	case err != nil:
+		return api.Endpoint{}, err
+	}
+	rec, _ := r.eps.get(ep.ID)
+	if err := r.eps.remove(ep.ID); err != nil {
+		return api.Endpoint{}, err
+	}
+	r.log.Info("detached", "netns", req.Netns, "iface", ep.HostIface)
+	return apiEndpoint(ep, rec.Name), nil
+}
+
+// Endpoints implements api.Backend.
+func (r *Router) Endpoints(ctx context.Context) ([]api.Endpoint, error) {
+	if r.eps == nil {
+		return nil, r.checkReady()
+	}
+	var out []api.Endpoint
+	for _, rec := range r.eps.list() {
+		ep, err := r.bridge.Inspect(rec.Netns)
+		if err != nil {
+			out = append(out, api.Endpoint{ID: rec.ID, Netns: rec.Netns, CIDRs: rec.CIDRs, Name: rec.Name})
+			continue
+		}
+		out = append(out, apiEndpoint(ep, rec.Name))
+	}
+	return out, nil
+}
+
+// Stop implements api.Backend.
+func (r *Router) Stop(ctx context.Context) error {
+	r.requestStop()
+	return nil
+}
+
+func apiEndpoint(ep netdev.Endpoint, name string) api.Endpoint {
+	return api.Endpoint{
+		ID: ep.ID, Netns: ep.Netns, HostIface: ep.HostIface, Iface: ep.Iface,
+		MAC: ep.MAC.String(), CIDRs: prefixStrings(ep.CIDRs), MTU: ep.MTU, Name: name,
+	}
+}
+
+func prefixStrings(ps []netip.Prefix) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out
+}

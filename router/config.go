@@ -1,0 +1,103 @@
+package router
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+
+	"weavemesh.dev/weave/peer"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultPort     = 6783             // gossip, tcp+udp
+	DefaultDataDir  = "/var/lib/weave" // peer name, known peers, endpoints
+	DefaultHTTPAddr = "127.0.0.1:6784" // HTTP API, loopback only
+	DefaultMTU      = 1376             // overlay MTU for a 1500-byte underlay
+	MinMTU          = 576
+	MaxMTU          = 65000
+)
+
+// Config says how to run one peer router. Zero values take the defaults.
+type Config struct {
+	Name          peer.Name // optional: loaded from or created in DataDir
+	Nickname      string    // optional: the hostname
+	Port          int       // optional: gossip port (tcp+udp), DefaultPort
+	DataPort      int       // optional: sleeve port (udp), Port+1
+	DataDir       string    // optional: DefaultDataDir
+	HTTPAddr      string    // optional: DefaultHTTPAddr
+	MTU           int       // optional: DefaultMTU
+	AdvertiseAddr string    // optional: address peers should use to reach us (NAT)
+	Peers         []string  // optional: host or host:port of peers to join
+	Version       string    // optional: software version shown in status
+	Logger        *slog.Logger
+}
+
+// withDefaults validates c and fills in defaults, naming any bad field.
+func (c Config) withDefaults() (Config, error) {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if c.Port == 0 {
+		c.Port = DefaultPort
+	}
+	if c.Port < 1 || c.Port > 65535 {
+		return c, fmt.Errorf("--port %d: must be 1-65535", c.Port)
+	}
+	if c.DataPort == 0 {
+		c.DataPort = c.Port + 1
+	}
+	if c.DataPort < 1 || c.DataPort > 65535 || c.DataPort == c.Port {
+		return c, fmt.Errorf("--data-port %d: must be 1-65535 and differ from --port", c.DataPort)
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = DefaultHTTPAddr
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		return c, fmt.Errorf("--http-addr %q: want host:port: %w", c.HTTPAddr, err)
+	}
+	if c.MTU == 0 {
+		c.MTU = DefaultMTU
+	}
+	if c.MTU < MinMTU || c.MTU > MaxMTU {
+		return c, fmt.Errorf("--mtu %d: must be %d-%d", c.MTU, MinMTU, MaxMTU)
+	}
+	if c.Nickname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			h = "weave"
+		}
+		c.Nickname = h
+	}
+	if c.Version == "" {
+		c.Version = "dev"
+	}
+	for _, p := range c.Peers {
+		if err := validPeerAddr(p); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+// validPeerAddr accepts "host" or "host:port".
+func validPeerAddr(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		host, port = s, ""
+	}
+	if host == "" {
+		return fmt.Errorf("peer %q: empty host; give host or host:port", s)
+	}
+	if port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("peer %q: port must be 1-65535", s)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,349 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/pprof"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"weavemesh.dev/weave/api"
+	"weavemesh.dev/weave/gossip"
+	"weavemesh.dev/weave/netdev"
+	"weavemesh.dev/weave/peer"
+	"weavemesh.dev/weave/router/macs"
+	"weavemesh.dev/weave/router/routes"
+	"weavemesh.dev/weave/router/topology"
+	"weavemesh.dev/weave/sleeve"
+	"weavemesh.dev/weave/sleeve/conn"
+	"weavemesh.dev/weave/sleeve/tap"
+	"weavemesh.dev/weave/sleeve/wire"
+)
+
+// Names of the host devices the router owns.
+const (
+	BridgeName = "weave"
+	TAPName    = "weave-tap"
+)
+
+// Timings of the router's own housekeeping.
+const (
+	maintainEvery = time.Second
+	// forgetTopologyAfter drops the link state of a peer gone this long.
+	forgetTopologyAfter = 10 * time.Minute
+	leaveTimeout        = 3 * time.Second
+)
+
+const topologyChannel = "topology"
+
+// Router is one running peer router.
+type Router struct {
+	cfg  Config
+	log  *slog.Logger
+	name peer.Name
+
+	gossip *gossip.Node
+	topoCh *gossip.Channel
+	topo   *topology.Topology
+	macs   *macs.Table
+	routes *routes.Table
+	sleeve *sleeve.Engine
+	bridge *netdev.Bridge
+	eps    *endpointStore
+	api    *api.Server
+
+	ready   atomic.Bool
+	update  chan struct{} // cap 1: links or topology changed
+	stop    chan struct{} // closed by the API's stop
+	stopped sync.Once
+
+	mu    sync.Mutex // guards alive
+	alive map[peer.Name]gossip.Member
+}
+
+// Run runs a router until ctx is cancelled or the API asks it to stop, then
+// leaves the mesh cleanly.
+func Run(ctx context.Context, cfg Config) error {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return err
+	}
+	r := &Router{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		update: make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+		alive:  map[peer.Name]gossip.Member{},
+	}
+	var cleanup []func()
+	defer func() {
+		for i := len(cleanup) - 1; i >= 0; i-- {
+			cleanup[i]()
+		}
+	}()
+	unlock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	cleanup = append(cleanup, unlock)
+	if err := r.identity(); err != nil {
+		return err
+	}
+	r.log = r.log.With("self", r.name.String())
+	if r.eps, err = loadEndpoints(cfg.DataDir); err != nil {
+		return err
+	}
+
+	if r.bridge, err = netdev.EnsureBridge(netdev.BridgeOptions{Name: BridgeName, MTU: cfg.MTU}); err != nil {
+		return fmt.Errorf("set up bridge %s: %w", BridgeName, err)
+	}
+	cleanup = append(cleanup, func() { r.bridge.Close() })
+	dev, err := tap.Open(tap.Options{Name: TAPName, MTU: cfg.MTU, Offload: true, Logger: r.log})
+	if err != nil {
+		return fmt.Errorf("open TAP %s: %w", TAPName, err)
+	}
+	if err := r.bridge.AddPort(TAPName); err != nil {
+		dev.Close()
+		return fmt.Errorf("attach %s to bridge: %w", TAPName, err)
+	}
+	udp, err := conn.Listen(conn.Options{Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(cfg.DataPort)), Logger: r.log})
+	if err != nil {
+		dev.Close()
+		return fmt.Errorf("listen for sleeve traffic on udp port %d (is another router running? change it with --data-port): %w", cfg.DataPort, err)
+	}
+
+	r.macs = macs.New(0, nil)
+	r.routes = routes.NewTable(r.name)
+	r.topo = topology.New(r.name, r.poke)
+	r.sleeve, err = sleeve.New(sleeve.Options{
+		Self: r.name, Device: dev, Conn: udp, MACs: r.macs, Routes: r.routes,
+		OverlayMTU: cfg.MTU, OnLinkChange: r.poke, Logger: r.log,
+	})
+	if err != nil {
+		dev.Close()
+		udp.Close()
+		return err
+	}
+	r.sleeve.Start()
+	cleanup = append(cleanup, func() { r.sleeve.Close() })
+
+	r.gossip, err = gossip.New(gossip.Config{
+		Name: r.name, Nickname: cfg.Nickname, Port: cfg.Port,
+		AdvertiseAddr: cfg.AdvertiseAddr, DataPort: cfg.DataPort,
+		ProtoMin: wire.Version, ProtoMax: wire.Version, Version: cfg.Version,
+		DataDir: cfg.DataDir, Logger: r.log,
+	})
+	if err != nil {
+		return err
+	}
+	cleanup = append(cleanup, func() { r.gossip.Shutdown() })
+	if r.topoCh, err = r.gossip.Register(topologyChannel, r.topo); err != nil {
+		return err
+	}
+	r.topoCh.OnMessage(func(from peer.Name, msg []byte) {
+		if _, err := r.topo.MergeDelta(msg); err != nil {
+			r.log.Warn("bad topology message", "from", from, "err", err)
+		}
+	})
+
+	r.api, err = api.NewServer(api.ServerOptions{Addr: cfg.HTTPAddr, Backend: r, Version: r.versionInfo(), Logger: r.log})
+	if err != nil {
+		return err
+	}
+	// Profiles for operators chasing CPU or memory; loopback like the
+	// rest of the API.
+	r.api.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
+	r.api.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+	r.api.Handle("GET /debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+	r.api.Handle("GET /debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+	if err := r.api.Start(); err != nil {
+		return err
+	}
+	// The API closes last, after the data dir is unlocked: weave stop
+	// waits for it to go quiet, and a weave launch right after must find
+	// everything released.
+	cleanup = append([]func(){func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		r.api.Close(ctx)
+	}}, cleanup...)
+
+	if err := r.gossip.Start(ctx, cfg.Peers); err != nil {
+		return err
+	}
+	r.adoptEndpoints()
+	r.refresh()
+	r.ready.Store(true)
+	r.log.Info("router ready", "nickname", cfg.Nickname, "gossip_port", cfg.Port, "data_port", cfg.DataPort,
+		"api", r.api.Addr(), "mtu", cfg.MTU, "peers", cfg.Peers)
+
+	r.loop(ctx)
+
+	r.ready.Store(false)
+	r.log.Info("leaving the mesh")
+	if err := r.gossip.Leave(leaveTimeout); err != nil {
+		r.log.Warn("leave did not complete", "err", err)
+	}
+	return nil
+}
+
+func (r *Router) loop(ctx context.Context) {
+	t := time.NewTicker(maintainEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.stop:
+			return
+		case <-r.gossip.Changes():
+			r.refresh()
+		case <-r.update:
+			r.refresh()
+		case now := <-t.C:
+			r.macs.Expire(now.Unix())
+			r.refresh()
+		}
+	}
+}
+
+// poke asks the loop to refresh; never blocks.
+func (r *Router) poke() {
+	select {
+	case r.update <- struct{}{}:
+	default:
+	}
+}
+
+// identity settles the peer name: --name wins and is saved, otherwise the
+// data directory's, otherwise a new one.
+func (r *Router) identity() error {
+	if r.cfg.Name != peer.None {
+		r.name = r.cfg.Name
+		return peer.Save(r.cfg.DataDir, r.name)
+	}
+	n, err := peer.LoadOrCreate(r.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	r.name = n
+	return nil
+}
+
+// refresh brings the datapath, the published link state and the routes in
+// line with membership and link health. It runs on the loop goroutine only.
+func (r *Router) refresh() {
+	members := r.gossip.Members()
+	now := time.Now()
+	alive := make(map[peer.Name]gossip.Member, len(members))
+	var infos []sleeve.PeerInfo
+	names := []peer.Name{r.name}
+	for _, m := range members {
+		if m.Name == r.name || !usable(m) {
+			continue
+		}
+		alive[m.Name] = m
+		infos = append(infos, sleeve.PeerInfo{Name: m.Name, Addr: m.DataAddr})
+		names = append(names, m.Name)
+	}
+	r.mu.Lock()
+	prev := r.alive
+	r.alive = alive
+	r.mu.Unlock()
+	for n := range prev {
+		if _, ok := alive[n]; !ok {
+			r.macs.ForgetPeer(n)
+		}
+	}
+	r.sleeve.SetPeers(infos)
+
+	if delta := r.topo.SetLocal(r.sleeve.Down()); delta != nil {
+		r.publish(delta, alive)
+	}
+	r.topo.Prune(func(p peer.Name) bool {
+		if _, ok := alive[p]; ok {
+			return true
+		}
+		for _, m := range members {
+			if m.Name == p {
+				return now.Sub(m.Since) < forgetTopologyAfter
+			}
+		}
+		return false
+	})
+	r.routes.Set(routes.Compute(routes.Graph{Self: r.name, Peers: names, Down: r.topo.Down()}))
+}
+
+// usable reports whether m can carry data: alive (or merely suspected),
+// decodable metadata, and a protocol version in common with us.
+func usable(m gossip.Member) bool {
+	if m.MetaErr != nil || !m.DataAddr.IsValid() {
+		return false
+	}
+	if m.State != gossip.Alive && m.State != gossip.Suspect {
+		return false
+	}
+	return m.ProtoMin <= wire.Version && wire.Version <= m.ProtoMax
+}
+
+// publish broadcasts our link state; a state too large for one gossip
+// packet (many links down at once) goes to each peer reliably instead.
+func (r *Router) publish(delta []byte, alive map[peer.Name]gossip.Member) {
+	err := r.topoCh.Broadcast(r.name.String(), delta)
+	if err == nil {
+		return
+	}
+	r.log.Debug("link state too large to broadcast; sending it to each peer", "bytes", len(delta), "err", err)
+	for n := range alive {
+		if err := r.topoCh.Send(n, delta); err != nil {
+			r.log.Debug("send link state", "to", n, "err", err)
+		}
+	}
+}
+
+func (r *Router) requestStop() {
+	r.stopped.Do(func() { close(r.stop) })
+}
+
+// adoptEndpoints keeps the endpoints of the registry that still exist
+// (their veths outlive the router) and forgets the rest.
+func (r *Router) adoptEndpoints() {
+	for _, rec := range r.eps.list() {
+		if _, err := r.bridge.Inspect(rec.Netns); err != nil {
+			r.log.Info("endpoint gone while the router was down; forgetting it", "netns", rec.Netns, "err", err)
+			if err := r.eps.remove(rec.ID); err != nil {
+				r.log.Warn("update endpoints", "err", err)
+			}
+			continue
+		}
+		r.log.Info("re-adopted endpoint", "netns", rec.Netns, "cidrs", rec.CIDRs)
+	}
+}
+
+// lockDataDir makes sure one router at a time uses a data directory.
+func lockDataDir(dir string) (func(), error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, "lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another router is using data dir %s; stop it with weave stop, or give this one its own --data-dir", dir)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
+}

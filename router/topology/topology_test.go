@@ -1,0 +1,169 @@
+package topology
+
+import (
+	"bytes"
+	"errors"
+	"math/rand"
+	"slices"
+	"testing"
+
+	"weavemesh.dev/weave/peer"
+)
+
+func TestSetLocalAndMerge(t *testing.T) {
+	a := New(1, nil)
+	var changes int
+	b := New(2, func() { changes++ })
+
+	if d := a.SetLocal(nil); d != nil {
+		t.Fatal("unchanged SetLocal produced a delta")
+	}
+	d := a.SetLocal([]peer.Name{3, 2, 3})
+	if d == nil {
+		t.Fatal("no delta")
+	}
+	if news, err := b.MergeDelta(d); err != nil || !news {
+		t.Fatal(news, err)
+	}
+	if got := b.Down()[1]; !slices.Equal(got, []peer.Name{2, 3}) {
+		t.Fatalf("b sees %v", got)
+	}
+	// Idempotent, and old news is ignored.
+	if news, err := b.MergeDelta(d); err != nil || news || changes != 1 {
+		t.Fatalf("changes = %d, err %v", changes, err)
+	}
+	a.SetLocal(nil)
+	if err := b.MergeFull(a.FullState()); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Down()[1]) != 0 {
+		t.Fatalf("recovery not merged: %v", b.Down())
+	}
+	if _, err := b.MergeDelta(d); err != nil || len(b.Down()[1]) != 0 {
+		t.Fatal("stale delta overwrote newer entry")
+	}
+}
+
+func TestOwnEntryFromPreviousLife(t *testing.T) {
+	old := New(1, nil)
+	old.SetLocal([]peer.Name{9})
+	fresh := &Topology{self: 1, entries: map[peer.Name]*Entry{1: {Peer: 1, Version: 5}}}
+	if err := fresh.MergeFull(old.FullState()); err != nil {
+		t.Fatal(err)
+	}
+	e, _ := fresh.Entry(1)
+	oe, _ := old.Entry(1)
+	if e.Version <= oe.Version || len(e.Down) != 0 {
+		t.Fatalf("own entry %+v, old %+v", e, oe)
+	}
+}
+
+// Merges commute, associate and are idempotent: any order of any subset of
+// replicas' full states converges to the same encoding.
+func TestConvergence(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	var reps []*Topology
+	for i := 1; i <= 6; i++ {
+		r := New(peer.Name(i), nil)
+		var down []peer.Name
+		for j := 1; j <= 6; j++ {
+			if j != i && rng.Intn(3) == 0 {
+				down = append(down, peer.Name(j))
+			}
+		}
+		r.SetLocal(down)
+		reps = append(reps, r)
+	}
+	for round := 0; round < 40; round++ {
+		a, b := reps[rng.Intn(len(reps))], reps[rng.Intn(len(reps))]
+		if err := a.MergeFull(b.FullState()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, a := range reps {
+		for _, b := range reps {
+			if err := a.MergeFull(b.FullState()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want := canonical(reps[0])
+	for i, r := range reps {
+		if got := canonical(r); !bytes.Equal(got, want) {
+			t.Fatalf("replica %d differs", i)
+		}
+	}
+}
+
+func canonical(t *Topology) []byte {
+	var ps []peer.Name
+	for p := range t.entries {
+		ps = append(ps, p)
+	}
+	slices.Sort(ps)
+	var b []byte
+	for _, p := range ps {
+		b = appendEntry(b, t.entries[p])
+	}
+	return b
+}
+
+func TestDecodeErrors(t *testing.T) {
+	good := New(1, nil)
+	good.SetLocal([]peer.Name{2, 3})
+	full := good.FullState()
+	delta := good.LocalDelta()
+	unsorted := bytes.Clone(delta)
+	copy(unsorted[1+entryFixedLen:], []byte{0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 2})
+	tests := []struct {
+		name  string
+		full  bool
+		input []byte
+	}{
+		{"empty delta", false, nil},
+		{"bad format", false, append([]byte{9}, delta[1:]...)},
+		{"truncated delta", false, delta[:len(delta)-1]},
+		{"trailing delta", false, append(bytes.Clone(delta), 0)},
+		{"unsorted", false, unsorted},
+		{"empty full", true, nil},
+		{"huge count", true, []byte{1, 0xff, 0xff, 0xff, 0xff}},
+		{"truncated full", true, full[:len(full)-1]},
+		{"trailing full", true, append(bytes.Clone(full), 1)},
+	}
+	for _, tt := range tests {
+		r := New(7, nil)
+		var err error
+		if tt.full {
+			err = r.MergeFull(tt.input)
+		} else {
+			_, err = r.MergeDelta(tt.input)
+		}
+		if !errors.Is(err, ErrFormat) {
+			t.Errorf("%s: err = %v", tt.name, err)
+		}
+		if len(r.entries) != 1 {
+			t.Errorf("%s: partial merge", tt.name)
+		}
+	}
+}
+
+func FuzzMerge(f *testing.F) {
+	g := New(1, nil)
+	g.SetLocal([]peer.Name{2, 3})
+	f.Add(g.FullState())
+	f.Add(g.LocalDelta())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := New(7, nil)
+		in := bytes.Clone(b)
+		_ = r.MergeFull(b)
+		_, _ = r.MergeDelta(b)
+		if !bytes.Equal(in, b) {
+			t.Fatal("input modified")
+		}
+		// Whatever was accepted must re-encode and re-decode.
+		r2 := New(8, nil)
+		if err := r2.MergeFull(r.FullState()); err != nil {
+			t.Fatalf("re-decode: %v", err)
+		}
+	})
+}

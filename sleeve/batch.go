@@ -1,0 +1,176 @@
+package sleeve
+
+import (
+	"weavemesh.dev/weave/peer"
+	"weavemesh.dev/weave/sleeve/conn"
+	"weavemesh.dev/weave/sleeve/wire"
+)
+
+// Batch limits. A batch is flushed when any is reached.
+const (
+	maxBatchPkts  = 256       // datagrams (or GSO trains) per sendmmsg
+	headerArena   = 128 << 10 // header and chunk bytes per batch
+	maxOpenDgrams = 16       // small-frame datagrams being filled at once
+)
+
+// batch builds one sendmmsg worth of datagrams. Frame bytes are referenced
+// in place, not copied: the caller keeps them alive until flush returns.
+// A batch belongs to one goroutine.
+type batch struct {
+	e     *Engine
+	pkts  []conn.OutPacket
+	to    []*peerState
+	slots [maxBatchPkts][][]byte // iovec backing per packet, kept across flushes
+	arena []byte                 // header bytes; fixed capacity, so slices of it stay valid
+	open  []openDgram
+	id    uint32 // frame id for chunked frames
+}
+
+// openDgram is a datagram still accepting small frames.
+type openDgram struct {
+	p     *peerState
+	dst   peer.Name
+	flags uint8
+	pkt   int
+	size  int
+}
+
+func newBatch(e *Engine) *batch {
+	return &batch{
+		e:     e,
+		pkts:  make([]conn.OutPacket, 0, maxBatchPkts),
+		to:    make([]*peerState, 0, maxBatchPkts),
+		arena: make([]byte, 0, headerArena),
+		open:  make([]openDgram, 0, maxOpenDgrams),
+	}
+}
+
+// room reports whether the batch can take pkts more packets and hdr more
+// header bytes; if not, the caller flushes first.
+func (b *batch) room(pkts, hdr int) bool {
+	return len(b.pkts)+pkts <= maxBatchPkts && len(b.arena)+hdr <= headerArena
+}
+
+func (b *batch) hdr(n int) []byte {
+	s := b.arena[len(b.arena) : len(b.arena)+n]
+	b.arena = b.arena[:len(b.arena)+n]
+	return s
+}
+
+// startPkt opens a new packet and returns its index.
+func (b *batch) startPkt(p *peerState, segSize int) int {
+	i := len(b.pkts)
+	b.pkts = append(b.pkts, conn.OutPacket{Addr: p.addr, SegSize: segSize, Bufs: b.slots[i][:0]})
+	b.to = append(b.to, p)
+	return i
+}
+
+func (b *batch) addIov(pkt int, s []byte) {
+	b.pkts[pkt].Bufs = append(b.pkts[pkt].Bufs, s)
+}
+
+func (b *batch) putHeader(dst, src peer.Name, typ, flags uint8) []byte {
+	h := b.hdr(wire.HeaderLen)
+	wire.PutHeader(h, &wire.Header{Version: wire.Version, Type: typ, Flags: flags, TTL: wire.DefaultTTL, Src: src, Dst: dst})
+	return h
+}
+
+// frame queues a frame that fits in one datagram to p, packing it with
+// other frames for p when there is room.
+func (b *batch) frame(p *peerState, dst peer.Name, flags uint8, data []byte) {
+	need := wire.ChunkLen + len(data)
+	pmtu := int(p.pmtu.Load())
+	for i := range b.open {
+		o := &b.open[i]
+		if o.p == p && o.dst == dst && o.flags == flags && o.size+need <= pmtu {
+			if !b.room(0, wire.ChunkLen) {
+				break
+			}
+			b.chunk(o.pkt, data, wire.Chunk{Len: uint16(len(data))})
+			o.size += need
+			return
+		}
+	}
+	if !b.room(1, wire.HeaderLen+wire.ChunkLen) {
+		b.flush()
+	}
+	pkt := b.startPkt(p, 0)
+	b.addIov(pkt, b.putHeader(dst, b.e.self, wire.TypeFrames, flags))
+	b.chunk(pkt, data, wire.Chunk{Len: uint16(len(data))})
+	if len(b.open) == maxOpenDgrams {
+		copy(b.open, b.open[1:])
+		b.open = b.open[:maxOpenDgrams-1]
+	}
+	b.open = append(b.open, openDgram{p: p, dst: dst, flags: flags, pkt: pkt, size: wire.HeaderLen + need})
+}
+
+func (b *batch) chunk(pkt int, data []byte, c wire.Chunk) {
+	h := b.hdr(wire.ChunkLen)
+	wire.PutChunk(h, &c)
+	b.addIov(pkt, h)
+	b.addIov(pkt, data)
+}
+
+// chunked queues a frame too large for one datagram, cut into chunks that
+// each fill a datagram. With GSO the whole train is one packet for the
+// kernel to split; every datagram but the last has the same size, as GSO
+// requires.
+func (b *batch) chunked(p *peerState, dst peer.Name, flags uint8, data []byte) {
+	per := maxChunkData(int(p.pmtu.Load()))
+	n := (len(data) + per - 1) / per
+	gso := b.e.o.Conn.GSO()
+	pkts := n
+	if gso {
+		pkts = 1
+	}
+	if !b.room(pkts, n*(wire.HeaderLen+wire.ChunkLen)) {
+		b.flush()
+	}
+	b.id++
+	id := b.id
+	pkt := -1
+	if gso {
+		pkt = b.startPkt(p, wire.HeaderLen+wire.ChunkLen+per)
+	}
+	for off := 0; off < len(data); off += per {
+		end := min(off+per, len(data))
+		if !gso {
+			pkt = b.startPkt(p, 0)
+		}
+		h := b.hdr(wire.HeaderLen + wire.ChunkLen)
+		wire.PutHeader(h, &wire.Header{Version: wire.Version, Type: wire.TypeFrames, Flags: flags, TTL: wire.DefaultTTL, Src: b.e.self, Dst: dst})
+		c := wire.Chunk{Len: uint16(end - off), ID: id, Offset: uint32(off)}
+		if end < len(data) {
+			c.Flags = wire.ChunkMore
+		}
+		wire.PutChunk(h[wire.HeaderLen:], &c)
+		b.addIov(pkt, h)
+		b.addIov(pkt, data[off:end])
+	}
+	b.e.stats.chunkedOut.Add(1)
+}
+
+// raw queues an already encoded datagram (a relayed one, a heartbeat).
+func (b *batch) raw(p *peerState, dgram []byte) {
+	if !b.room(1, 0) {
+		b.flush()
+	}
+	b.addIov(b.startPkt(p, 0), dgram)
+}
+
+// flush sends the batch and resets it.
+func (b *batch) flush() {
+	if len(b.pkts) > 0 {
+		b.e.send(b.pkts, b.to)
+	}
+	for i := range b.pkts {
+		clear(b.pkts[i].Bufs) // drop references to frame buffers
+		b.slots[i] = b.pkts[i].Bufs[:0]
+	}
+	clear(b.pkts)
+	b.pkts = b.pkts[:0]
+	clear(b.to)
+	b.to = b.to[:0]
+	b.arena = b.arena[:0]
+	b.open = b.open[:0]
+}

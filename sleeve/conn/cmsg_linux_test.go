@@ -1,0 +1,89 @@
+package conn
+
+import (
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func groCmsg(level, typ int32, val int32) []byte {
+	b := make([]byte, unix.CmsgSpace(4))
+	h := (*unix.Cmsghdr)(unsafePointer(&b[0]))
+	h.Level, h.Type = level, typ
+	h.SetLen(unix.CmsgLen(4))
+	*(*int32)(unsafePointer(&b[unix.SizeofCmsghdr])) = val
+	return b
+}
+
+func TestParseGRO(t *testing.T) {
+	gso := make([]byte, unix.CmsgSpace(2))
+	putGSO(gso, 1376)
+	for _, tc := range []struct {
+		name string
+		oob  []byte
+		want int
+	}{
+		{"empty", nil, 0},
+		{"gro", groCmsg(unix.IPPROTO_UDP, unix.UDP_GRO, 1376), 1376},
+		{"other first", append(groCmsg(unix.IPPROTO_IP, 8, 5), groCmsg(unix.IPPROTO_UDP, unix.UDP_GRO, 900)...), 900},
+		{"wrong type", groCmsg(unix.IPPROTO_UDP, unix.UDP_SEGMENT, 1376), 0},
+		{"negative", groCmsg(unix.IPPROTO_UDP, unix.UDP_GRO, -5), 0},
+		{"truncated", groCmsg(unix.IPPROTO_UDP, unix.UDP_GRO, 1376)[:unix.SizeofCmsghdr+2], 0},
+		{"gso encoding is not gro", gso, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := parseGRO(tc.oob); got != tc.want {
+				t.Fatalf("parseGRO = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzParseGRO(f *testing.F) {
+	f.Add(groCmsg(unix.IPPROTO_UDP, unix.UDP_GRO, 1376))
+	f.Add(append(groCmsg(0, 0, 0), groCmsg(unix.IPPROTO_UDP, unix.UDP_GRO, 1)...))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if v := parseGRO(b); v < 0 {
+			t.Fatalf("negative segment size %d", v)
+		}
+	})
+}
+
+const snmpSample = `Ip: Forwarding DefaultTTL InReceives
+Ip: 1 64 10
+Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors
+Udp: 100 2 3 50 7 0 0 0 0
+UdpLite: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors
+UdpLite: 0 0 0 0 99 0 0 0 0
+`
+
+func TestSnmpCounter(t *testing.T) {
+	for _, tc := range []struct {
+		name, text, counter string
+		want                uint64
+		wantErr             bool
+	}{
+		{"rcvbuf", snmpSample, "RcvbufErrors", 7, false},
+		{"first", snmpSample, "InDatagrams", 100, false},
+		{"missing counter", snmpSample, "Nope", 0, true},
+		{"no udp", "Ip: A\nIp: 1\n", "RcvbufErrors", 0, true},
+		{"short values", "Udp: A RcvbufErrors\nUdp: 1\n", "RcvbufErrors", 0, true},
+		{"bad number", "Udp: RcvbufErrors\nUdp: x\n", "RcvbufErrors", 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := snmpCounter([]byte(tc.text), "Udp", tc.counter)
+			if (err != nil) != tc.wantErr || got != tc.want {
+				t.Fatalf("snmpCounter = %d, %v; want %d, error %v", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+func FuzzSnmpCounter(f *testing.F) {
+	f.Add([]byte(snmpSample))
+	f.Add([]byte("Udp:\nUdp:\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		snmpCounter(b, "Udp", "RcvbufErrors")
+	})
+}

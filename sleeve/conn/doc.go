@@ -1,0 +1,14 @@
+// Package conn owns the sleeve datapath's UDP socket: batched receive and
+// send (recvmmsg/sendmmsg), UDP generic segmentation offload on send
+// (UDP_SEGMENT) and generic receive offload on receive (UDP_GRO), socket
+// buffer sizing, and path-MTU signalling (the socket sets DF, so an
+// oversized datagram fails with EMSGSIZE instead of being fragmented).
+//
+// The underlay is IPv4 only: Listen takes an IPv4 address and every
+// destination must be IPv4.
+//
+// The batch calls use recvmmsg and sendmmsg directly on preallocated
+// message arrays rather than golang.org/x/net/ipv4.PacketConn: that
+// package converts every source address into a freshly allocated
+// *net.UDPAddr, and the datapath must not allocate per packet.
+package conn

@@ -1,0 +1,111 @@
+package sleeve
+
+import (
+	"errors"
+	"net"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"weavemesh.dev/weave/sleeve/wire"
+)
+
+// DropReason says why a datagram or frame was not delivered.
+type DropReason int
+
+const (
+	DropTruncated   DropReason = iota // datagram shorter than its header says
+	DropVersion                       // unsupported protocol version
+	DropType                          // unknown datagram type
+	DropChunk                         // malformed frame chunk
+	DropUnknownPeer                   // source peer not in the mesh
+	DropSelf                          // our own datagram came back
+	DropNoRoute                       // no path to the destination peer
+	DropTTL                           // relayed too many times
+	DropReassembly                    // chunk of a frame arrived out of order
+	DropTooBig                        // frame larger than the path; ICMP sent
+	DropRunt                          // frame too short to be Ethernet
+	DropSend                          // the socket refused a datagram
+	DropTapWrite                      // the TAP refused a frame
+	numDrops
+)
+
+var dropNames = [numDrops]string{
+	"truncated", "bad_version", "bad_type", "bad_chunk", "unknown_peer", "own_datagram",
+	"no_route", "ttl_expired", "reassembly", "too_big", "runt", "send_error", "tap_write_error",
+}
+
+func (r DropReason) String() string { return dropNames[r] }
+
+// drop counts one drop and logs it, at most once per reason per 10s.
+func (e *Engine) drop(r DropReason, err error) {
+	n := e.drops[r].Add(1)
+	if e.limiter.allow(r) {
+		args := []any{"reason", r.String(), "total", n}
+		if err != nil {
+			args = append(args, "err", err)
+		}
+		e.log.Warn("dropped", args...)
+	}
+}
+
+// dropDecode maps a wire decoding error to its reason.
+func (e *Engine) dropDecode(err error) {
+	switch {
+	case errors.Is(err, wire.ErrVersion):
+		e.drop(DropVersion, err)
+	case errors.Is(err, wire.ErrType):
+		e.drop(DropType, err)
+	case errors.Is(err, wire.ErrChunk):
+		e.drop(DropChunk, err)
+	default:
+		e.drop(DropTruncated, err)
+	}
+}
+
+// Drops returns the drop counters by reason name.
+func (e *Engine) Drops() map[string]uint64 {
+	m := make(map[string]uint64, numDrops)
+	for i := range e.drops {
+		if v := e.drops[i].Load(); v > 0 {
+			m[dropNames[i]] = v
+		}
+	}
+	return m
+}
+
+type logLimiter struct {
+	last [numDrops]atomic.Int64
+}
+
+func (l *logLimiter) allow(r DropReason) bool {
+	now := time.Now().UnixNano()
+	prev := l.last[r].Load()
+	return now-prev >= int64(10*time.Second) && l.last[r].CompareAndSwap(prev, now)
+}
+
+// icmpLimiter caps ICMP errors like a router does, per 100 ms window.
+type icmpLimiter struct {
+	window atomic.Int64
+	count  atomic.Int32
+}
+
+const icmpPerWindow = 100
+
+func (l *icmpLimiter) allow() bool {
+	w := time.Now().UnixNano() / int64(100*time.Millisecond)
+	if l.window.Load() != w {
+		l.window.Store(w)
+		l.count.Store(0)
+	}
+	return l.count.Add(1) <= icmpPerWindow
+}
+
+var errClosed = net.ErrClosed
+
+func isClosed(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed)
+}
+
+func isMsgSize(err error) bool { return errors.Is(err, syscall.EMSGSIZE) }

@@ -1,0 +1,222 @@
+package sleeve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"weavemesh.dev/weave/peer"
+	"weavemesh.dev/weave/router/macs"
+	"weavemesh.dev/weave/router/routes"
+	"weavemesh.dev/weave/sleeve/conn"
+	"weavemesh.dev/weave/sleeve/wire"
+)
+
+// Device is the local end of the datapath: the TAP on the weave bridge.
+// sleeve/tap.Device implements it. Write must be safe for concurrent use:
+// both pipelines write to it.
+type Device interface {
+	// Read fills bufs[i][offset:] with frames (each a virtio_net_hdr then an
+	// Ethernet frame) and sizes[i] with their lengths, returning the count.
+	Read(bufs [][]byte, sizes []int, offset int) (int, error)
+	// Write writes each bufs[i][offset:] as one frame.
+	Write(bufs [][]byte, offset int) (int, error)
+	Close() error
+}
+
+// PacketConn is the underlay socket; sleeve/conn.Conn implements it.
+// WriteBatch must be safe for concurrent use: three goroutines send.
+type PacketConn interface {
+	ReadBatch(pkts []conn.Packet) (int, error)
+	WriteBatch(pkts []conn.OutPacket) error
+	GSO() bool
+	Close() error
+}
+
+// Options configures an Engine.
+type Options struct {
+	Self       peer.Name     // required
+	Device     Device        // required; the engine closes it
+	Conn       PacketConn    // required; the engine closes it
+	MACs       *macs.Table   // required
+	Routes     *routes.Table // required
+	OverlayMTU int           // required: MTU of the bridge and the endpoints
+
+	// HeartbeatInterval is how often each link is checked (default 1s);
+	// a link is down after LinkTimeout without an answer (default 4
+	// intervals).
+	HeartbeatInterval time.Duration
+	LinkTimeout       time.Duration
+	// OnLinkChange, if set, is called when a link goes up or down. It
+	// runs on the engine's health goroutine and must not block.
+	OnLinkChange func()
+	// PathMTU returns the largest UDP payload the local route towards
+	// addr allows (default: from the routing table, see RouteMTU).
+	PathMTU func(addr netip.Addr) int
+	Logger  *slog.Logger
+}
+
+func (o *Options) validate() error {
+	switch {
+	case o.Self == peer.None || o.Self == peer.Broadcast:
+		return errors.New("sleeve: Options.Self must be a real peer name")
+	case o.Device == nil:
+		return errors.New("sleeve: Options.Device is required")
+	case o.Conn == nil:
+		return errors.New("sleeve: Options.Conn is required")
+	case o.MACs == nil:
+		return errors.New("sleeve: Options.MACs is required")
+	case o.Routes == nil:
+		return errors.New("sleeve: Options.Routes is required")
+	case o.OverlayMTU < 576 || o.OverlayMTU > 65000:
+		return fmt.Errorf("sleeve: Options.OverlayMTU %d out of range 576-65000", o.OverlayMTU)
+	}
+	if o.HeartbeatInterval <= 0 {
+		o.HeartbeatInterval = time.Second
+	}
+	if o.LinkTimeout <= 0 {
+		o.LinkTimeout = 4 * o.HeartbeatInterval
+	}
+	if o.PathMTU == nil {
+		o.PathMTU = RouteMTU
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return nil
+}
+
+// PeerInfo is what the engine needs to know of another peer.
+type PeerInfo struct {
+	Name peer.Name
+	Addr netip.AddrPort // sleeve address on the underlay
+}
+
+// Engine runs the sleeve datapath. Create with New, then Start; Close stops
+// it and waits for its goroutines.
+type Engine struct {
+	o    Options
+	self peer.Name
+	log  *slog.Logger
+
+	peers atomic.Pointer[map[peer.Name]*peerState]
+	drops [numDrops]atomic.Uint64
+	stats counters
+
+	limiter logLimiter
+	icmp    icmpLimiter
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	close  sync.Once
+}
+
+type counters struct {
+	txFrames, rxFrames   atomic.Uint64
+	txBytes, rxBytes     atomic.Uint64
+	txDgrams, rxDgrams   atomic.Uint64
+	relayed, floodedOut  atomic.Uint64
+	icmpSent, chunkedOut atomic.Uint64
+}
+
+// New validates o and returns an engine that is not yet running.
+func New(o Options) (*Engine, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	e := &Engine{o: o, self: o.Self, log: o.Logger.With("component", "sleeve")}
+	empty := map[peer.Name]*peerState{}
+	e.peers.Store(&empty)
+	return e, nil
+}
+
+// Start runs the send, receive and health goroutines.
+func (e *Engine) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	e.wg.Add(3)
+	go func() { defer e.wg.Done(); e.insideLoop() }()
+	go func() { defer e.wg.Done(); e.outsideLoop() }()
+	go func() { defer e.wg.Done(); e.healthLoop(ctx) }()
+}
+
+// Close stops the engine: it closes the device and the socket, which ends
+// the pipelines, and waits for every goroutine. Idempotent.
+func (e *Engine) Close() error {
+	var err error
+	e.close.Do(func() {
+		if e.cancel != nil {
+			e.cancel()
+		}
+		err = errors.Join(e.o.Conn.Close(), e.o.Device.Close())
+		e.wg.Wait()
+	})
+	return err
+}
+
+// SetPeers replaces the set of peers the engine talks to. Link state of
+// peers that stay is kept.
+func (e *Engine) SetPeers(infos []PeerInfo) {
+	old := *e.peers.Load()
+	next := make(map[peer.Name]*peerState, len(infos))
+	now := time.Now().UnixNano()
+	for _, in := range infos {
+		if in.Name == e.self {
+			continue
+		}
+		if p, ok := old[in.Name]; ok && p.addr == in.Addr {
+			next[in.Name] = p
+			continue
+		}
+		next[in.Name] = newPeerState(in, now, e.o.PathMTU(in.Addr.Addr()))
+	}
+	e.peers.Store(&next)
+}
+
+func (e *Engine) peer(n peer.Name) *peerState { return (*e.peers.Load())[n] }
+
+// send hands a batch to the socket and accounts for per-packet errors.
+func (e *Engine) send(pkts []conn.OutPacket, to []*peerState) {
+	if len(pkts) == 0 {
+		return
+	}
+	err := e.o.Conn.WriteBatch(pkts)
+	if err != nil && !errors.Is(err, errClosed) {
+		e.drop(DropSend, err)
+	}
+	for i := range pkts {
+		if pkts[i].Err == nil {
+			e.stats.txDgrams.Add(1)
+			continue
+		}
+		if isMsgSize(pkts[i].Err) {
+			to[i].tooBigOnSend(pkts[i].SegSize, packetLen(&pkts[i]))
+		}
+		e.drop(DropSend, pkts[i].Err)
+	}
+}
+
+func packetLen(p *conn.OutPacket) int {
+	n := 0
+	for _, b := range p.Bufs {
+		n += len(b)
+	}
+	return n
+}
+
+// overlayMTUTo returns the largest IP packet the path to p carries in one
+// datagram, capped at the overlay MTU.
+func (e *Engine) overlayMTUTo(p *peerState) int {
+	return min(p.maxFrame()-ethHeaderLen, e.o.OverlayMTU)
+}
+
+const ethHeaderLen = 14
+
+// maxFrameFor reports the largest frame (vnet header included) one datagram
+// to p can carry.
+func maxChunkData(pmtu int) int { return pmtu - wire.HeaderLen - wire.ChunkLen }

@@ -1,0 +1,326 @@
+package sleeve
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"weavemesh.dev/weave/peer"
+	"weavemesh.dev/weave/router/macs"
+	"weavemesh.dev/weave/router/routes"
+	"weavemesh.dev/weave/sleeve/wire"
+)
+
+// testMesh runs engines over a fakeNet and plays the router's part: it
+// recomputes every peer's routes from the engines' link state.
+type testMesh struct {
+	t     *testing.T
+	net   *fakeNet
+	nodes []*testNode
+	stop  chan struct{}
+	wg    sync.WaitGroup
+}
+
+type testNode struct {
+	name   peer.Name
+	addr   netip.AddrPort
+	dev    *fakeDev
+	e      *Engine
+	routes *routes.Table
+	macs   *macs.Table
+}
+
+func newTestMesh(t *testing.T, n int, gro bool) *testMesh {
+	m := &testMesh{t: t, net: newFakeNet(), stop: make(chan struct{})}
+	m.net.gro = gro
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	var infos []PeerInfo
+	for i := 1; i <= n; i++ {
+		nd := &testNode{name: peer.Name(i), addr: netip.MustParseAddrPort(fmt.Sprintf("192.0.2.%d:6784", i)), dev: newFakeDev()}
+		nd.routes = routes.NewTable(nd.name)
+		nd.macs = macs.New(0, nil)
+		e, err := New(Options{
+			Self: nd.name, Device: nd.dev, Conn: m.net.conn(nd.addr), MACs: nd.macs, Routes: nd.routes,
+			OverlayMTU: 1376, HeartbeatInterval: 50 * time.Millisecond, LinkTimeout: 250 * time.Millisecond,
+			PathMTU: func(netip.Addr) int { return 1472 }, Logger: log,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nd.e = e
+		m.nodes = append(m.nodes, nd)
+		infos = append(infos, PeerInfo{Name: nd.name, Addr: nd.addr})
+	}
+	for _, nd := range m.nodes {
+		nd.e.SetPeers(infos)
+		nd.e.Start()
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-m.stop:
+				return
+			case <-tick.C:
+				m.recompute()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		close(m.stop)
+		m.wg.Wait()
+		for _, nd := range m.nodes {
+			nd.e.Close()
+		}
+	})
+	return m
+}
+
+func (m *testMesh) recompute() {
+	down := map[peer.Name][]peer.Name{}
+	var names []peer.Name
+	for _, nd := range m.nodes {
+		down[nd.name] = nd.e.Down()
+		names = append(names, nd.name)
+	}
+	for _, nd := range m.nodes {
+		nd.routes.Set(routes.Compute(routes.Graph{Self: nd.name, Peers: names, Down: down}))
+	}
+}
+
+// waitLinks waits until every node sees link state want to every other
+// node, except pairs for which skip returns true.
+func (m *testMesh) waitFor(what string, cond func() bool) {
+	m.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			m.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (m *testMesh) linkState(a, b int) LinkState {
+	for _, l := range m.nodes[a].e.Links() {
+		if l.Peer == m.nodes[b].name {
+			return l.State
+		}
+	}
+	return LinkConnecting
+}
+
+func (m *testMesh) allUp() bool {
+	for i := range m.nodes {
+		for j := range m.nodes {
+			if i != j && m.linkState(i, j) != LinkUp {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func mac(i byte) []byte { return []byte{0x02, 0, 0, 0, 0, i} }
+
+var bcast = []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+
+// ethFrame builds a virtio header and an Ethernet frame.
+func ethFrame(dst, src []byte, etherType uint16, payload []byte) []byte {
+	f := make([]byte, wire.VnetHdrLen, wire.VnetHdrLen+14+len(payload))
+	f = append(f, dst...)
+	f = append(f, src...)
+	f = binary.BigEndian.AppendUint16(f, etherType)
+	return append(f, payload...)
+}
+
+func hasPayload(p []byte) func([]byte) bool {
+	return func(f []byte) bool { return bytes.HasSuffix(f, p) }
+}
+
+func TestFloodAndUnicast(t *testing.T) {
+	m := newTestMesh(t, 3, false)
+	m.waitFor("links up", m.allUp)
+	a, b, c := m.nodes[0], m.nodes[1], m.nodes[2]
+
+	a.dev.in <- ethFrame(bcast, mac(1), 0x0806, []byte("who-has"))
+	for _, nd := range []*testNode{b, c} {
+		f := expectFrame(t, nd.dev, "broadcast", hasPayload([]byte("who-has")))
+		if !bytes.Equal(f, ethFrame(bcast, mac(1), 0x0806, []byte("who-has"))) {
+			t.Fatalf("frame changed in transit: %x", f)
+		}
+	}
+	noFrame(t, a.dev, "broadcast echoed to its source", 100*time.Millisecond, hasPayload([]byte("who-has")))
+	noFrame(t, b.dev, "duplicate broadcast", 100*time.Millisecond, hasPayload([]byte("who-has")))
+
+	// B answers A: A's MAC was learned, so only A gets it.
+	b.dev.in <- ethFrame(mac(1), mac(2), 0x0806, []byte("is-at"))
+	expectFrame(t, a.dev, "unicast reply", hasPayload([]byte("is-at")))
+	noFrame(t, c.dev, "unicast leaked to a third peer", 200*time.Millisecond, hasPayload([]byte("is-at")))
+	if owner, ok := a.macs.Lookup(macs.AddrFrom(mac(2)), time.Now().Unix()); !ok || owner != b.name {
+		t.Fatalf("A learned mac 2 -> %v %v", owner, ok)
+	}
+}
+
+// A TCP super-frame from the offload path crosses as chunks and comes out
+// whole, with its virtio header, with and without GRO.
+func TestSuperFrame(t *testing.T) {
+	for _, gro := range []bool{false, true} {
+		t.Run(fmt.Sprintf("gro=%v", gro), func(t *testing.T) {
+			m := newTestMesh(t, 2, gro)
+			m.waitFor("links up", m.allUp)
+			a, b := m.nodes[0], m.nodes[1]
+			b.dev.in <- ethFrame(mac(1), mac(2), 0x0800, []byte("hello"))
+			expectFrame(t, a.dev, "learning frame", hasPayload([]byte("hello")))
+
+			payload := make([]byte, 60000)
+			for i := range payload {
+				payload[i] = byte(i * 7)
+			}
+			copy(payload[len(payload)-8:], "the-end!")
+			f := ethFrame(mac(2), mac(1), 0x0800, payload)
+			f[1] = 1                                    // GSO TCPv4
+			binary.LittleEndian.PutUint16(f[2:], 66)    // header length
+			binary.LittleEndian.PutUint16(f[4:], 1300)  // segment size
+			a.dev.in <- f
+			got := expectFrame(t, b.dev, "super-frame", hasPayload([]byte("the-end!")))
+			if !bytes.Equal(got, f) {
+				t.Fatalf("super-frame differs: %d bytes, want %d", len(got), len(f))
+			}
+			if a.e.Stats().ChunkedOut == 0 {
+				t.Fatal("frame was not chunked")
+			}
+		})
+	}
+}
+
+func TestRelayWhenCut(t *testing.T) {
+	m := newTestMesh(t, 3, false)
+	m.waitFor("links up", m.allUp)
+	a, b, c := m.nodes[0], m.nodes[1], m.nodes[2]
+	// Learn MACs everywhere.
+	for i, nd := range m.nodes {
+		nd.dev.in <- ethFrame(bcast, mac(byte(i+1)), 0x0806, []byte{byte(i)})
+	}
+	for _, nd := range m.nodes {
+		for i := 0; i < 2; i++ {
+			expectFrame(t, nd.dev, "learning broadcast", func([]byte) bool { return true })
+		}
+	}
+	m.net.setCut(b.addr, c.addr, true)
+	m.waitFor("B-C down", func() bool { return m.linkState(1, 2) == LinkDown && m.linkState(2, 1) == LinkDown })
+	m.waitFor("A-B, A-C still up", func() bool {
+		return m.linkState(0, 1) == LinkUp && m.linkState(0, 2) == LinkUp
+	})
+	time.Sleep(30 * time.Millisecond) // let the route computation run
+	b.dev.in <- ethFrame(mac(3), mac(2), 0x0800, []byte("via-a"))
+	expectFrame(t, c.dev, "relayed frame", hasPayload([]byte("via-a")))
+	if a.e.Stats().Relayed == 0 {
+		t.Fatal("A relayed nothing")
+	}
+	// Broadcast from B still reaches C exactly once (tree through A).
+	b.dev.in <- ethFrame(bcast, mac(2), 0x0806, []byte("bcast-cut"))
+	expectFrame(t, c.dev, "broadcast through relay", hasPayload([]byte("bcast-cut")))
+	noFrame(t, c.dev, "duplicate broadcast", 150*time.Millisecond, hasPayload([]byte("bcast-cut")))
+
+	m.net.setCut(b.addr, c.addr, false)
+	m.waitFor("B-C back up", func() bool { return m.linkState(1, 2) == LinkUp })
+	time.Sleep(30 * time.Millisecond)
+	before := a.e.Stats().Relayed
+	b.dev.in <- ethFrame(mac(3), mac(2), 0x0800, []byte("direct"))
+	expectFrame(t, c.dev, "direct frame", hasPayload([]byte("direct")))
+	if after := a.e.Stats().Relayed; after != before {
+		t.Fatalf("still relaying after heal: %d -> %d", before, after)
+	}
+}
+
+func TestPathMTUDiscovery(t *testing.T) {
+	m := newTestMesh(t, 2, false)
+	m.net.setMTU(m.nodes[0].addr, m.nodes[1].addr, 1200)
+	m.waitFor("links up", m.allUp)
+	m.waitFor("path MTU found", func() bool {
+		l := m.nodes[0].e.Links()[0]
+		return l.PMTU <= 1200 && l.PMTU > 1200-pmtuSlack-1
+	})
+	a, b := m.nodes[0], m.nodes[1]
+	b.dev.in <- ethFrame(mac(1), mac(2), 0x0800, []byte("learn"))
+	expectFrame(t, a.dev, "learning frame", hasPayload([]byte("learn")))
+	// An IPv4 packet without DF, too big for the path, is carried in chunks.
+	ip := make([]byte, 1300)
+	ip[0] = 0x45
+	binary.BigEndian.PutUint16(ip[2:], 1300)
+	ip[8], ip[9] = 64, 17
+	copy(ip[12:], []byte{10, 32, 0, 1, 10, 32, 0, 2})
+	copy(ip[1290:], "no-df-big!")
+	ipChecksum(ip)
+	a.dev.in <- ethFrame(mac(2), mac(1), 0x0800, ip)
+	expectFrame(t, b.dev, "fragmented frame", hasPayload([]byte("no-df-big!")))
+
+	// With DF set the same packet is answered like a router would.
+	ip[6] = 0x40
+	copy(ip[1290:], "df-too-big")
+	ipChecksum(ip)
+	a.dev.in <- ethFrame(mac(2), mac(1), 0x0800, ip)
+	icmp := expectFrame(t, a.dev, "ICMP fragmentation needed", func(f []byte) bool {
+		return len(f) > wire.VnetHdrLen+14+28 && f[wire.VnetHdrLen+14+9] == 1
+	})
+	eth := icmp[wire.VnetHdrLen:]
+	l3 := eth[14:]
+	icmpHdr := l3[int(l3[0]&0xf)*4:]
+	mtu := int(binary.BigEndian.Uint16(icmpHdr[6:]))
+	if icmpHdr[0] != 3 || icmpHdr[1] != 4 || mtu != m.nodes[0].e.Links()[0].OverlayMTU || mtu >= 1300 {
+		t.Fatalf("ICMP type %d code %d mtu %d, link overlay MTU %d", icmpHdr[0], icmpHdr[1], mtu, m.nodes[0].e.Links()[0].OverlayMTU)
+	}
+	if !bytes.Equal(eth[0:6], mac(1)) || !bytes.Equal(eth[6:12], mac(2)) {
+		t.Fatalf("ICMP MACs %x -> %x", eth[6:12], eth[0:6])
+	}
+	noFrame(t, b.dev, "DF frame delivered despite the path MTU", 100*time.Millisecond, hasPayload([]byte("df-too-big")))
+	if a.e.Stats().ICMPSent != 1 || a.e.Drops()["too_big"] != 1 {
+		t.Fatalf("stats %+v", a.e.Stats())
+	}
+}
+
+func ipChecksum(ip []byte) {
+	ip[10], ip[11] = 0, 0
+	var sum uint32
+	for i := 0; i < 20; i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(ip[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	binary.BigEndian.PutUint16(ip[10:], ^uint16(sum))
+}
+
+func TestGarbageIsCountedNotFatal(t *testing.T) {
+	m := newTestMesh(t, 2, false)
+	m.waitFor("links up", m.allUp)
+	a := m.nodes[0]
+	src := m.nodes[1].addr
+	valid := make([]byte, wire.HeaderLen)
+	wire.PutHeader(valid, &wire.Header{Version: wire.Version, Type: wire.TypeFrames, TTL: 2, Src: 99, Dst: a.name})
+	inputs := [][]byte{
+		{1, 2, 3},
+		bytes.Repeat([]byte{0xff}, 100),
+		valid, // unknown peer 99
+	}
+	for _, in := range inputs {
+		m.net.conns[a.addr].in <- packet(in, src)
+	}
+	m.waitFor("drops counted", func() bool {
+		d := a.e.Drops()
+		return d["truncated"] >= 1 && d["bad_version"] >= 1
+	})
+	if !m.allUp() {
+		t.Fatal("garbage broke a link")
+	}
+}

@@ -1,0 +1,275 @@
+package sleeve
+
+import (
+	"time"
+
+	"weavemesh.dev/weave/peer"
+	"weavemesh.dev/weave/router/macs"
+	"weavemesh.dev/weave/sleeve/conn"
+	"weavemesh.dev/weave/sleeve/wire"
+)
+
+const (
+	outsideBatch = 16       // messages per recvmmsg
+	recvBuf      = 65 << 10 // one GRO train or one datagram
+)
+
+// outside owns the receive pipeline's scratch. One goroutine.
+type outside struct {
+	e       *Engine
+	pkts    []conn.Packet
+	b       *batch     // replies, relays, flood forwarding
+	tap     [][]byte   // frames to write to the TAP, referencing pkts' buffers
+	reasm   map[peer.Name]*reassembly
+	free    [][]byte   // reassembly buffers not in use
+	pending [][]byte   // reassembly buffers queued in tap, freed after the write
+	reply   []byte     // heartbeat replies; fixed capacity
+	now     int64      // unix nanos of the current batch
+}
+
+// reassembly collects the chunks of one frame from one source. Chunks of a
+// frame are sent back to back on one path, so one frame in flight per
+// source is enough; a gap drops the frame.
+type reassembly struct {
+	active bool
+	id     uint32
+	next   uint32
+	buf    []byte
+}
+
+func (e *Engine) outsideLoop() {
+	out := &outside{
+		e:     e,
+		pkts:  make([]conn.Packet, outsideBatch),
+		b:     newBatch(e),
+		tap:   make([][]byte, 0, 256),
+		reasm: make(map[peer.Name]*reassembly),
+		reply: make([]byte, 0, outsideBatch*64*(wire.HeaderLen+wire.HeartbeatLen)),
+	}
+	for i := range out.pkts {
+		out.pkts[i].Buf = make([]byte, recvBuf)
+	}
+	for {
+		n, err := e.o.Conn.ReadBatch(out.pkts)
+		if err != nil {
+			if isClosed(err) {
+				return
+			}
+			e.log.Error("reading from the underlay socket failed; stopping the receive pipeline", "err", err)
+			return
+		}
+		out.now = time.Now().UnixNano()
+		for i := 0; i < n; i++ {
+			out.packet(&out.pkts[i])
+		}
+		out.flushTAP()
+		out.b.flush()
+		out.reply = out.reply[:0]
+	}
+}
+
+// packet splits a received message (several datagrams when GRO coalesced
+// them) into datagrams.
+func (out *outside) packet(pk *conn.Packet) {
+	b := pk.Buf[:pk.N]
+	seg := pk.SegSize
+	if seg <= 0 {
+		seg = len(b)
+	}
+	for len(b) > 0 {
+		n := min(seg, len(b))
+		out.datagram(b[:n])
+		b = b[n:]
+	}
+}
+
+func (out *outside) datagram(b []byte) {
+	e := out.e
+	e.stats.rxDgrams.Add(1)
+	var h wire.Header
+	body, err := wire.ParseHeader(b, &h)
+	if err != nil {
+		e.dropDecode(err)
+		return
+	}
+	if h.Src == e.self {
+		e.drop(DropSelf, nil)
+		return
+	}
+	src := e.peer(h.Src)
+	if src == nil {
+		e.drop(DropUnknownPeer, nil)
+		return
+	}
+	if h.Type != wire.TypeFrames {
+		out.heartbeat(src, &h, body, len(b))
+		return
+	}
+	r := e.o.Routes.Get()
+	switch {
+	case h.Flags&wire.FlagFlood != 0:
+		out.frames(h.Src, body)
+		if wire.DecTTL(b) {
+			peers := *e.peers.Load()
+			for _, c := range r.FloodChildren(h.Src) {
+				if p := peers[c]; p != nil {
+					out.b.raw(p, b)
+				}
+			}
+		}
+	case h.Dst == e.self:
+		out.frames(h.Src, body)
+	default:
+		if !wire.DecTTL(b) {
+			e.drop(DropTTL, nil)
+			return
+		}
+		hop, ok := r.NextHop(h.Dst)
+		p := e.peer(hop)
+		if !ok || p == nil {
+			e.drop(DropNoRoute, nil)
+			return
+		}
+		out.b.raw(p, b)
+		e.stats.relayed.Add(1)
+	}
+}
+
+// frames delivers the chunks of a TypeFrames body from src.
+func (out *outside) frames(src peer.Name, body []byte) {
+	e := out.e
+	for len(body) > 0 {
+		var c wire.Chunk
+		data, rest, err := wire.NextChunk(body, &c)
+		if err != nil {
+			e.dropDecode(err)
+			return
+		}
+		body = rest
+		if c.Whole() {
+			out.deliver(src, data)
+			continue
+		}
+		out.chunk(src, &c, data)
+	}
+}
+
+func (out *outside) chunk(src peer.Name, c *wire.Chunk, data []byte) {
+	r := out.reasm[src]
+	if r == nil {
+		r = &reassembly{}
+		out.reasm[src] = r
+	}
+	if c.Offset == 0 {
+		if r.active {
+			out.e.drop(DropReassembly, nil) // the previous frame never finished
+		}
+		if r.buf == nil {
+			r.buf = out.getBuf()
+		}
+		r.active, r.id, r.next = true, c.ID, 0
+	}
+	if !r.active || r.id != c.ID || r.next != c.Offset {
+		if r.active {
+			out.e.drop(DropReassembly, nil)
+		}
+		r.active = false
+		return
+	}
+	copy(r.buf[c.Offset:], data)
+	r.next += uint32(len(data))
+	if c.Flags&wire.ChunkMore != 0 {
+		return
+	}
+	frame := r.buf[:r.next]
+	out.pending = append(out.pending, r.buf)
+	r.active, r.buf = false, nil
+	out.deliver(src, frame)
+}
+
+func (out *outside) getBuf() []byte {
+	if n := len(out.free); n > 0 {
+		b := out.free[n-1]
+		out.free = out.free[:n-1]
+		return b
+	}
+	return make([]byte, wire.MaxFrame)
+}
+
+// deliver learns the frame's source address and queues it for the TAP.
+func (out *outside) deliver(src peer.Name, data []byte) {
+	e := out.e
+	if len(data) < wire.VnetHdrLen+ethHeaderLen {
+		e.drop(DropRunt, nil)
+		return
+	}
+	eth := data[wire.VnetHdrLen:]
+	e.o.MACs.Learn(macs.AddrFrom(eth[6:12]), src, out.now/int64(time.Second))
+	e.stats.rxFrames.Add(1)
+	e.stats.rxBytes.Add(uint64(len(eth)))
+	if p := e.peer(src); p != nil {
+		p.rxFrames.Add(1)
+	}
+	out.tap = append(out.tap, data)
+	if len(out.tap) == cap(out.tap) {
+		out.flushTAP()
+	}
+}
+
+func (out *outside) flushTAP() {
+	if len(out.tap) > 0 {
+		n, err := out.e.o.Device.Write(out.tap, 0)
+		if err != nil && !isClosed(err) {
+			for i := n; i < len(out.tap); i++ {
+				out.e.drop(DropTapWrite, err)
+			}
+		}
+		clear(out.tap)
+		out.tap = out.tap[:0]
+	}
+	out.free = append(out.free, out.pending...)
+	clear(out.pending)
+	out.pending = out.pending[:0]
+}
+
+// heartbeat handles a heartbeat or a reply from a neighbour.
+func (out *outside) heartbeat(p *peerState, h *wire.Header, body []byte, size int) {
+	var hb wire.Heartbeat
+	if err := wire.ParseHeartbeat(body, &hb); err != nil {
+		out.e.dropDecode(err)
+		return
+	}
+	now := out.now
+	p.lastHeard.Store(now)
+	if h.Type == wire.TypeHeartbeatR {
+		// A reply proves both directions work.
+		p.heardUs.Store(now)
+		if rtt := now - hb.SentNanos; rtt > 0 && rtt < int64(time.Minute) {
+			p.rtt.Store(rtt)
+		}
+		if hb.Flags&wire.HBProbe != 0 && hb.Echo == hb.Size {
+			for {
+				cur := p.acked.Load()
+				if int32(hb.Echo) <= cur || p.acked.CompareAndSwap(cur, int32(hb.Echo)) {
+					break
+				}
+			}
+		}
+		return
+	}
+	if hb.Flags&wire.HBHearYou != 0 {
+		p.heardUs.Store(now)
+	}
+	n := wire.HeaderLen + wire.HeartbeatLen
+	if len(out.reply)+n > cap(out.reply) {
+		return // more heartbeats in one batch than any mesh sends; the next round answers
+	}
+	r := out.reply[len(out.reply) : len(out.reply)+n]
+	out.reply = out.reply[:len(out.reply)+n]
+	wire.PutHeader(r, &wire.Header{Version: wire.Version, Type: wire.TypeHeartbeatR, TTL: 1, Src: out.e.self, Dst: p.name})
+	wire.PutHeartbeat(r[wire.HeaderLen:], &wire.Heartbeat{
+		SentNanos: hb.SentNanos, Seq: hb.Seq, Flags: wire.HBHearYou | hb.Flags&wire.HBProbe,
+		Size: hb.Size, Echo: uint16(min(size, 65535)),
+	})
+	out.b.raw(p, r)
+}
