@@ -160,7 +160,7 @@ func run(keep, verbose bool) (err error) {
 		if h != first {
 			args = append(args, first.IP.String())
 		}
-		fmt.Printf("    %s$ weave launch %s\n", h.Name, strings.Join(args, " "))
+		fmt.Printf("    %s$ %s\n", h.Name, strings.Join(append([]string{"weave", "launch"}, args...), " "))
 		name, err := h.Launch(args...)
 		if err != nil {
 			return err

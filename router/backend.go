@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -147,9 +148,6 @@ func (r *Router) Connections(ctx context.Context) ([]api.Connection, error) {
 			if via, ok := rt.NextHop(m.Name); ok && via != m.Name {
 				c.State = ConnRelayed
 				c.Via = via.String()
-				if vm, ok := alive[via]; ok {
-					c.Via += " (" + vm.Nickname + ")"
-				}
 			} else {
 				c.State = ConnFailed
 				c.Reason = fmt.Sprintf("no heartbeat from %s, and no other peer can relay", l.Addr)
@@ -200,29 +198,55 @@ func (r *Router) Attach(ctx context.Context, req api.AttachRequest) (api.Endpoin
 	if req.Netns == "" {
 		return api.Endpoint{}, api.BadRequest("netns is required")
 	}
-	if len(req.CIDRs) == 0 {
-		return api.Endpoint{}, api.BadRequest("give at least one address as IP/PREFIX")
+	id, err := netdev.EndpointID(req.Netns)
+	if err != nil {
+		return api.Endpoint{}, api.BadRequest("%v", err)
 	}
-	var prefixes []netip.Prefix
-	for _, s := range req.CIDRs {
+	plan := &attachPlan{ID: id, Netns: req.Netns, Name: req.Name, Specs: req.CIDRs, Auto: len(req.CIDRs) == 0}
+	var done []endpointHook
+	abort := func() {
+		for i := len(done) - 1; i >= 0; i-- {
+			done[i].abortAttach(plan)
+		}
+	}
+	for _, h := range r.hooks {
+		if err := h.prepareAttach(ctx, plan); err != nil {
+			abort()
+			return api.Endpoint{}, err
+		}
+		done = append(done, h)
+	}
+	for _, s := range plan.Specs {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
+			abort()
 			return api.Endpoint{}, api.BadRequest("address %q: want IP/PREFIX such as 10.32.0.5/12", s)
 		}
-		prefixes = append(prefixes, p)
+		plan.Prefixes = append(plan.Prefixes, p)
 	}
-	ep, err := r.bridge.Attach(netdev.AttachOptions{Netns: req.Netns, CIDRs: prefixes, MTU: r.cfg.MTU})
-	switch {
-	case errors.Is(err, netdev.ErrNotNetns):
-		return api.Endpoint{}, api.BadRequest("%v", err)
-	case err != nil:
+	if len(plan.Prefixes) == 0 {
+		abort()
+		return api.Endpoint{}, api.BadRequest("give at least one address as IP/PREFIX")
+	}
+	nep, err := r.bridge.Attach(netdev.AttachOptions{Netns: req.Netns, CIDRs: plan.Prefixes, MTU: r.cfg.MTU})
+	if err != nil {
+		abort()
+		if errors.Is(err, netdev.ErrNotNetns) {
+			return api.Endpoint{}, api.BadRequest("%v", err)
+		}
 		return api.Endpoint{}, err
 	}
-	if err := r.eps.put(endpointRecord{ID: ep.ID, Netns: req.Netns, CIDRs: prefixStrings(ep.CIDRs), Name: req.Name}); err != nil {
+	ep := apiEndpoint(nep, req.Name)
+	if err := r.eps.put(endpointRecord{ID: ep.ID, Netns: req.Netns, CIDRs: ep.CIDRs, Name: req.Name}); err != nil {
 		return api.Endpoint{}, err
 	}
-	r.log.Info("attached", "netns", req.Netns, "iface", ep.HostIface, "mac", ep.MAC.String(), "cidrs", ep.CIDRs)
-	return apiEndpoint(ep, req.Name), nil
+	for _, h := range r.hooks {
+		if err := h.attached(ctx, plan, ep); err != nil {
+			return ep, err
+		}
+	}
+	r.log.Info("attached", "netns", req.Netns, "iface", ep.HostIface, "mac", ep.MAC, "cidrs", ep.CIDRs)
+	return ep, nil
 }
 
 // Detach implements api.Backend.
@@ -233,19 +257,49 @@ func (r *Router) Detach(ctx context.Context, req api.DetachRequest) (api.Endpoin
 	if req.Netns == "" {
 		return api.Endpoint{}, api.BadRequest("netns is required")
 	}
-	ep, err := r.bridge.Detach(req.Netns)
+	nep, err := r.bridge.Detach(req.Netns)
+	var ep api.Endpoint
 	switch {
-	case errors.Is(err, netdev.ErrNotAttached), errors.Is(err, netdev.ErrNotNetns):
-		return api.Endpoint{}, api.NotFound("%v", err)
-	case err != nil:
+	case err == nil:
+		rec, _ := r.eps.get(nep.ID)
+		ep = apiEndpoint(nep, rec.Name)
+	case endpointGone(err):
+		// The namespace is gone (its veth went with it) or never had
+		// our endpoint: release what the registry still holds for it.
+		rec, ok := r.eps.byNetns(req.Netns)
+		if !ok {
+			return api.Endpoint{}, api.NotFound("%v", err)
+		}
+		ep = api.Endpoint{ID: rec.ID, Netns: rec.Netns, CIDRs: rec.CIDRs, Name: rec.Name}
+	default:
 		return api.Endpoint{}, err
 	}
-	rec, _ := r.eps.get(ep.ID)
-	if err := r.eps.remove(ep.ID); err != nil {
-		return api.Endpoint{}, err
-	}
+	r.forgetEndpoint(ctx, ep)
 	r.log.Info("detached", "netns", req.Netns, "iface", ep.HostIface)
-	return apiEndpoint(ep, rec.Name), nil
+	return ep, nil
+}
+
+// forgetEndpoint drops an endpoint from the registry and tells the
+// features, in reverse order of attach.
+func (r *Router) forgetEndpoint(ctx context.Context, ep api.Endpoint) {
+	if err := r.eps.remove(ep.ID); err != nil {
+		r.log.Warn("update endpoints", "err", err)
+	}
+	for i := len(r.hooks) - 1; i >= 0; i-- {
+		r.hooks[i].detached(ctx, ep)
+	}
+}
+
+// sweepEndpoints forgets endpoints whose namespace has gone away (the
+// container exited without weave detach), so their addresses and names are
+// released.
+func (r *Router) sweepEndpoints(ctx context.Context) {
+	for _, rec := range r.eps.list() {
+		if _, err := r.bridge.Inspect(rec.Netns); endpointGone(err) {
+			r.log.Info("endpoint's namespace is gone; releasing it", "netns", rec.Netns, "cidrs", rec.CIDRs)
+			r.forgetEndpoint(ctx, api.Endpoint{ID: rec.ID, Netns: rec.Netns, CIDRs: rec.CIDRs, Name: rec.Name})
+		}
+	}
 }
 
 // Endpoints implements api.Backend.
@@ -284,4 +338,10 @@ func prefixStrings(ps []netip.Prefix) []string {
 		out[i] = p.String()
 	}
 	return out
+}
+
+// endpointGone reports an error saying the namespace no longer exists, or
+// holds no endpoint of ours.
+func endpointGone(err error) bool {
+	return errors.Is(err, netdev.ErrNotNetns) || errors.Is(err, netdev.ErrNotAttached) || errors.Is(err, os.ErrNotExist)
 }

@@ -79,6 +79,16 @@ func (s *endpointStore) get(id string) (endpointRecord, bool) {
 	return s.recs[i], true
 }
 
+func (s *endpointStore) byNetns(netns string) (endpointRecord, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := slices.IndexFunc(s.recs, func(x endpointRecord) bool { return x.Netns == netns })
+	if i < 0 {
+		return endpointRecord{}, false
+	}
+	return s.recs[i], true
+}
+
 func (s *endpointStore) saveLocked() error {
 	data, err := json.MarshalIndent(s.recs, "", "  ")
 	if err != nil {

@@ -40,6 +40,9 @@ const (
 	// forgetTopologyAfter drops the link state of a peer gone this long.
 	forgetTopologyAfter = 10 * time.Minute
 	leaveTimeout        = 3 * time.Second
+	// sweepEvery is how many maintenance ticks pass between checks for
+	// endpoints whose namespace disappeared.
+	sweepEvery = 10
 )
 
 const topologyChannel = "topology"
@@ -64,6 +67,10 @@ type Router struct {
 	update  chan struct{} // cap 1: links or topology changed
 	stop    chan struct{} // closed by the API's stop
 	stopped sync.Once
+
+	// hooks are features taking part in attach and detach, registered
+	// before the router is ready.
+	hooks []endpointHook
 
 	mu    sync.Mutex // guards alive
 	alive map[peer.Name]gossip.Member
@@ -179,7 +186,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := r.gossip.Start(ctx, cfg.Peers); err != nil {
 		return err
 	}
-	r.adoptEndpoints()
+	r.adoptEndpoints(ctx)
 	r.refresh()
 	r.ready.Store(true)
 	r.log.Info("router ready", "nickname", cfg.Nickname, "gossip_port", cfg.Port, "data_port", cfg.DataPort,
@@ -198,6 +205,7 @@ func Run(ctx context.Context, cfg Config) error {
 func (r *Router) loop(ctx context.Context) {
 	t := time.NewTicker(maintainEvery)
 	defer t.Stop()
+	n := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -211,6 +219,9 @@ func (r *Router) loop(ctx context.Context) {
 		case now := <-t.C:
 			r.macs.Expire(now.Unix())
 			r.refresh()
+			if n++; n%sweepEvery == 0 {
+				r.sweepEndpoints(ctx)
+			}
 		}
 	}
 }
@@ -314,17 +325,30 @@ func (r *Router) requestStop() {
 }
 
 // adoptEndpoints keeps the endpoints of the registry that still exist
-// (their veths outlive the router) and forgets the rest.
-func (r *Router) adoptEndpoints() {
+// (their veths outlive the router) and forgets the rest, then lets the
+// features reconcile with what survived.
+func (r *Router) adoptEndpoints(ctx context.Context) {
+	var kept []api.Endpoint
 	for _, rec := range r.eps.list() {
-		if _, err := r.bridge.Inspect(rec.Netns); err != nil {
+		ep, err := r.bridge.Inspect(rec.Netns)
+		if endpointGone(err) {
 			r.log.Info("endpoint gone while the router was down; forgetting it", "netns", rec.Netns, "err", err)
 			if err := r.eps.remove(rec.ID); err != nil {
 				r.log.Warn("update endpoints", "err", err)
 			}
 			continue
 		}
+		if err != nil {
+			// Unreadable for now, not gone: keep it and its addresses.
+			r.log.Warn("cannot inspect endpoint; keeping it", "netns", rec.Netns, "err", err)
+			kept = append(kept, api.Endpoint{ID: rec.ID, Netns: rec.Netns, CIDRs: rec.CIDRs, Name: rec.Name})
+			continue
+		}
 		r.log.Info("re-adopted endpoint", "netns", rec.Netns, "cidrs", rec.CIDRs)
+		kept = append(kept, apiEndpoint(ep, rec.Name))
+	}
+	for _, h := range r.hooks {
+		h.reconcile(ctx, kept)
 	}
 }
 

@@ -254,3 +254,15 @@ func deadPID(t *testing.T) int {
 	}
 	return pid
 }
+
+func FuzzParsePing(f *testing.F) {
+	f.Add("1 packets transmitted, 1 received, 0% packet loss, time 0ms\nrtt min/avg/max/mdev = 0.1/0.2/0.3/0.01 ms")
+	f.Add("From 10.32.1.1 icmp_seq=1 Frag needed and DF set (mtu = 99999999999999999999)")
+	f.Add("ping: local error: message too long, mtu=1276")
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParsePing(s)
+		if err == nil && (r.Transmitted < 0 || r.Received < 0) {
+			t.Errorf("negative counts from %q", s)
+		}
+	})
+}

@@ -224,7 +224,7 @@ func (h *Host) RouterRunning() bool {
 	return h.launched != 0 && !processGone(h.launched)
 }
 
-// RouterExited returns a channel closed when the router exits.
+// routerExitErr describes why the router is not running, or returns nil while it runs.
 func (h *Host) routerExitErr() error {
 	h.mu.Lock()
 	p, pid := h.router, h.launched

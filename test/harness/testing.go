@@ -26,7 +26,7 @@ func NewT(t testing.TB, opts Options) *Cluster {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*opts.withDefaultsTimeout())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*opts.readyTimeout())
 	defer cancel()
 	cl, err := New(ctx, opts)
 	if err != nil {
@@ -45,7 +45,7 @@ func NewT(t testing.TB, opts Options) *Cluster {
 	return cl
 }
 
-func (o Options) withDefaultsTimeout() time.Duration {
+func (o Options) readyTimeout() time.Duration {
 	if o.ReadyTimeout > 0 {
 		return o.ReadyTimeout
 	}
