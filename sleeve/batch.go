@@ -10,7 +10,7 @@ import (
 const (
 	maxBatchPkts  = 256       // datagrams (or GSO trains) per sendmmsg
 	headerArena   = 128 << 10 // header and chunk bytes per batch
-	maxOpenDgrams = 16       // small-frame datagrams being filled at once
+	maxOpenDgrams = 16        // small-frame datagrams being filled at once
 )
 
 // batch builds one sendmmsg worth of datagrams. Frame bytes are referenced

@@ -188,9 +188,9 @@ func TestSuperFrame(t *testing.T) {
 			}
 			copy(payload[len(payload)-8:], "the-end!")
 			f := ethFrame(mac(2), mac(1), 0x0800, payload)
-			f[1] = 1                                    // GSO TCPv4
-			binary.LittleEndian.PutUint16(f[2:], 66)    // header length
-			binary.LittleEndian.PutUint16(f[4:], 1300)  // segment size
+			f[1] = 1                                   // GSO TCPv4
+			binary.LittleEndian.PutUint16(f[2:], 66)   // header length
+			binary.LittleEndian.PutUint16(f[4:], 1300) // segment size
 			a.dev.in <- f
 			got := expectFrame(t, b.dev, "super-frame", hasPayload([]byte("the-end!")))
 			if !bytes.Equal(got, f) {

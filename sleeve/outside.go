@@ -18,13 +18,13 @@ const (
 type outside struct {
 	e       *Engine
 	pkts    []conn.Packet
-	b       *batch     // replies, relays, flood forwarding
-	tap     [][]byte   // frames to write to the TAP, referencing pkts' buffers
+	b       *batch   // replies, relays, flood forwarding
+	tap     [][]byte // frames to write to the TAP, referencing pkts' buffers
 	reasm   map[peer.Name]*reassembly
-	free    [][]byte   // reassembly buffers not in use
-	pending [][]byte   // reassembly buffers queued in tap, freed after the write
-	reply   []byte     // heartbeat replies; fixed capacity
-	now     int64      // unix nanos of the current batch
+	free    [][]byte // reassembly buffers not in use
+	pending [][]byte // reassembly buffers queued in tap, freed after the write
+	reply   []byte   // heartbeat replies; fixed capacity
+	now     int64    // unix nanos of the current batch
 }
 
 // reassembly collects the chunks of one frame from one source. Chunks of a
