@@ -1,0 +1,147 @@
+package ipam
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"weavemesh.dev/weave/gossip"
+	"weavemesh.dev/weave/peer"
+)
+
+// inbound is a unicast message waiting for the Allocator.
+type inbound struct {
+	from peer.Name
+	msg  []byte
+}
+
+// inboxSize bounds queued messages; more are dropped (their senders time
+// out and ask again).
+const inboxSize = 256
+
+// Deliver queues a message from another peer for Run; it never blocks,
+// so it can be the gossip layer's OnMessage handler.
+func (a *Allocator) Deliver(from peer.Name, msg []byte) {
+	select {
+	case a.inbox <- inbound{from, msg}:
+	default:
+		a.log.Warn("IPAM inbox full; dropping a message", "from", from)
+	}
+}
+
+// Run ticks every interval (1s if not positive) and handles delivered
+// messages until ctx ends.
+func (a *Allocator) Run(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		every = time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	a.Tick()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-a.inbox:
+			a.HandleMessage(m.from, m.msg)
+		case <-a.kick:
+			a.Tick()
+		case <-t.C:
+			a.Tick()
+		}
+	}
+}
+
+// Kick asks Run to tick soon (membership changed); never blocks.
+func (a *Allocator) Kick() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// GossipTransport carries an Allocator's messages over a gossip channel.
+// Create it, create the Allocator with it, register the Allocator as the
+// channel's State, then SetChannel and Start.
+type GossipTransport struct {
+	node *gossip.Node
+	ch   atomic.Pointer[gossip.Channel]
+	q    chan inbound // outgoing: from is the destination
+
+	mu     sync.Mutex // guards cancel
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// NewGossipTransport returns a transport over node.
+func NewGossipTransport(node *gossip.Node) *GossipTransport {
+	return &GossipTransport{node: node, q: make(chan inbound, inboxSize)}
+}
+
+// SetChannel sets the channel to use, once registered.
+func (t *GossipTransport) SetChannel(ch *gossip.Channel) { t.ch.Store(ch) }
+
+// Start runs the sender until Close.
+func (t *GossipTransport) Start() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.cancel != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.cancel = cancel
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m := <-t.q:
+				if ch := t.ch.Load(); ch != nil {
+					_ = ch.Send(m.from, m.msg) // a lost message times out at the requester
+				}
+			}
+		}
+	}()
+}
+
+// Close stops the sender and waits for it; idempotent.
+func (t *GossipTransport) Close() {
+	t.mu.Lock()
+	c := t.cancel
+	t.cancel = func() {}
+	t.mu.Unlock()
+	if c != nil {
+		c()
+	}
+	t.wg.Wait()
+}
+
+// Broadcast implements Transport.
+func (t *GossipTransport) Broadcast(key string, delta []byte) error {
+	ch := t.ch.Load()
+	if ch == nil {
+		return nil
+	}
+	return ch.Broadcast(key, delta)
+}
+
+// Send implements Transport.
+func (t *GossipTransport) Send(to peer.Name, msg []byte) {
+	select {
+	case t.q <- inbound{to, msg}:
+	default:
+	}
+}
+
+// Members implements Transport.
+func (t *GossipTransport) Members() []Member {
+	ms := t.node.Members()
+	out := make([]Member, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, Member{Name: m.Name, Nickname: m.Nickname, Alive: m.State == gossip.Alive || m.State == gossip.Suspect})
+	}
+	return out
+}
