@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/netip"
 	"strings"
 )
 
@@ -119,12 +118,11 @@ func (a AttachRequest) Validate() error {
 	if !strings.HasPrefix(a.Netns, "/") {
 		return BadRequest("netns %q: want an absolute path", a.Netns)
 	}
-	if len(a.CIDRs) == 0 {
-		return BadRequest("cidrs: give at least one address with prefix length, like 10.32.1.5/12")
-	}
+	// No CIDRs asks IP allocation for an address in the default subnet;
+	// "net:CIDR" and "net:default" ask for one in that subnet.
 	for _, c := range a.CIDRs {
-		if _, err := netip.ParsePrefix(c); err != nil {
-			return BadRequest("cidrs: %q is not an address with prefix length, like 10.32.1.5/12", c)
+		if err := validAddressItem(c); err != nil {
+			return err
 		}
 	}
 	return nil

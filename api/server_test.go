@@ -400,7 +400,7 @@ func TestRequests(t *testing.T) {
 		{"blank peer", "POST", "/forget", js, `{"peers":[" "]}`, nil, 400, "empty peer address"},
 		{"attach no netns", "POST", "/attach", js, `{"cidrs":["10.0.0.1/8"]}`, nil, 400, "netns"},
 		{"attach relative netns", "POST", "/attach", js, `{"netns":"ns1","cidrs":["10.0.0.1/8"]}`, nil, 400, "absolute path"},
-		{"attach no cidrs", "POST", "/attach", js, `{"netns":"/proc/1/ns/net"}`, nil, 400, "cidrs"},
+		{"attach bad net item", "POST", "/attach", js, `{"netns":"/proc/1/ns/net","cidrs":["net:10.32.0.0"]}`, nil, 400, "net:CIDR"},
 		{"attach bad cidr", "POST", "/attach", js, `{"netns":"/proc/1/ns/net","cidrs":["10.0.0.1"]}`, nil, 400, `"10.0.0.1" is not an address with prefix length`},
 		{"detach no netns", "POST", "/detach", js, `{}`, nil, 400, "netns"},
 		{"oversized", "POST", "/connect", js, huge, nil, 413, "larger than 1048576 bytes"},

@@ -1,9 +1,11 @@
 // Command bench measures container-to-container TCP throughput (iperf3, 1
 // and 4 streams), ping RTT, CPU cost per gigabyte and router memory across
 // two simulated hosts, for each datapath in the scenario table, and prints
-// one table (or JSON with --json). Run as root after scripts/deps.sh:
+// one table (or JSON with --json). The DNS row (bench/dns.go) has
+// dnsperf measure weaveDNS against dnsmasq. Run as root after
+// scripts/deps.sh --dns:
 //
-//	go run ./bench [--duration 10s] [--only underlay,vxlan] [--json]
+//	go run ./bench [--duration 10s] [--only underlay,vxlan,dns] [--json]
 package main
 
 import (
@@ -86,10 +88,14 @@ func keys() string {
 	for _, s := range scenarios {
 		ks = append(ks, s.Key)
 	}
+	ks = append(ks, dnsKey)
 	return strings.Join(ks, ",")
 }
 
 func validKey(k string) bool {
+	if k == dnsKey {
+		return true
+	}
 	for _, s := range scenarios {
 		if s.Key == k {
 			return true
@@ -140,18 +146,32 @@ func run(cfg config) error {
 		}
 	}
 	addRatios(results)
+	var dnsRes *DNSResult
+	if dnsSelected(cfg) && ctx.Err() == nil {
+		if !cfg.jsonOut {
+			fmt.Fprintf(os.Stderr, "bench: DNS (dnsperf: weaveDNS and dnsmasq) ...\n")
+		}
+		r := runDNSBench(ctx, cfg, log)
+		dnsRes = &r
+	}
 	if cfg.jsonOut {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(struct {
-			DurationS float64  `json:"duration_s"`
-			Reference string   `json:"reference"`
-			Results   []Result `json:"results"`
-		}{cfg.duration.Seconds(), referenceKey, results}); err != nil {
+			DurationS float64    `json:"duration_s"`
+			Reference string     `json:"reference"`
+			Results   []Result   `json:"results"`
+			DNS       *DNSResult `json:"dns,omitempty"`
+		}{cfg.duration.Seconds(), referenceKey, results, dnsRes}); err != nil {
 			return err
 		}
 	} else {
-		printTable(os.Stdout, results)
+		if len(results) > 0 {
+			printTable(os.Stdout, results)
+		}
+		if dnsRes != nil {
+			printDNS(os.Stdout, *dnsRes)
+		}
 	}
 	if ctx.Err() != nil {
 		return errors.New("interrupted; everything created was removed")

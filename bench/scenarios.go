@@ -36,6 +36,8 @@ var scenarios = []Scenario{
 	{Key: "underlay", Title: "bare underlay", Setup: setupUnderlay},
 	{Key: "vxlan", Title: "kernel VXLAN", Setup: setupVXLAN},
 	{Key: "sleeve", Title: "weave sleeve", Setup: weaveSetup()},
+	// The password is a benchmark fixture, not a secret.
+	{Key: "sleeve-enc", Title: "weave sleeve, encrypted", Setup: weaveSetup("--password=bench-mesh-password")},
 }
 
 // referenceKey names the scenario the throughput ratios are relative to.

@@ -34,7 +34,7 @@ const (
 	perHost = 2
 	// useDNS switches the pings from addresses to names registered with
 	// `weave attach --name`, resolved as NAME.weave.local.
-	useDNS = false
+	useDNS = true
 )
 
 // demoDir holds the weave binary, the routers' data dirs and logs.
@@ -331,6 +331,9 @@ The demo is still running. Explore it as root:
     ip netns exec %[1]s %[2]s status connections
     ip netns exec %[1]s %[2]s ps
     ip netns exec %[3]sc1 ping 10.32.2.1           # c1 on host1 -> c3 on host2
+    ip netns exec %[3]sc1 ping c3.weave.local      # the same, by name (weaveDNS)
+    ip netns exec %[3]sc1 dig c4.weave.local       # answered inside c1 at 127.0.0.153
+    ip netns exec %[1]s %[2]s status dns
     ip netns exec %[3]sc1 ip addr show ethwe
     ip netns exec %[3]shost2 bash                  # a shell on host2
 

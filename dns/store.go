@@ -461,6 +461,21 @@ func (s *Store) AppendAddrs(dst []netip.Addr, name string) ([]netip.Addr, bool) 
 	return dst, true
 }
 
+// appendAddrsBytes is AppendAddrs for a name held in bytes; the map
+// lookups convert it without allocating.
+func (s *Store) appendAddrsBytes(dst []netip.Addr, name []byte) ([]netip.Addr, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ns, ok := s.idx.byName[string(name)]
+	if !ok {
+		return dst, s.idx.parents[string(name)] > 0
+	}
+	for _, r := range ns.addrs {
+		dst = append(dst, r.addr)
+	}
+	return dst, true
+}
+
 // AppendNames appends the names of addr to dst.
 func (s *Store) AppendNames(dst []string, addr netip.Addr) []string {
 	s.mu.RLock()

@@ -90,9 +90,9 @@ func hintFor(msg string) string {
 		strings.Contains(m, "remote state is encrypted"),
 		strings.Contains(m, "remote state is not encrypted"),
 		strings.Contains(m, "encryption is not configured"):
-		return "secret key mismatch: every peer of a mesh must use the same secret key, or all none"
+		return "gossip authentication failed; do both hosts use the same password (or both none)?"
 	case strings.Contains(m, "unacceptable label"):
-		return "mesh label mismatch: peers with different labels never merge"
+		return "mesh name mismatch: peers of meshes with different names (--mesh-name) never merge"
 	case strings.Contains(m, "conflicting address"):
 		return "two hosts use the same peer name; give each host its own data directory"
 	}

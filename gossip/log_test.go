@@ -114,13 +114,13 @@ func TestMemberlistLoggerToSlog(t *testing.T) {
 	if _, ok := rec.find("DEBUG hello 1", "component=memberlist"); !ok {
 		t.Errorf("debug line missing:\n%s", rec.all())
 	}
-	if _, ok := rec.find("ERROR failed to receive", "hint=secret key mismatch"); !ok {
+	if _, ok := rec.find("ERROR failed to receive", "same password"); !ok {
 		t.Errorf("decrypt error lacks its hint:\n%s", rec.all())
 	}
 	if _, ok := rec.find("10.0.0.2"); ok {
 		t.Errorf("repeated error was not rate-limited:\n%s", rec.all())
 	}
-	if _, ok := rec.find("unacceptable label", "hint=mesh label mismatch"); !ok {
+	if _, ok := rec.find("unacceptable label", "hint=mesh name mismatch"); !ok {
 		t.Errorf("label error lacks its hint:\n%s", rec.all())
 	}
 }

@@ -448,9 +448,10 @@ func (n *Node) join(ctx context.Context, addr string) error {
 	// A peer that stays down is reported once, not every round.
 	prevFails := n.known.result(addr, err == nil, time.Now(), n.cfg.RejoinInterval)
 	switch {
+	case err != nil && prevFails == 0 && hintFor(err.Error()) != "":
+		n.log.Warn("peer "+addr+": "+hintFor(err.Error())+"; will keep trying", "error", err)
 	case err != nil && prevFails == 0:
-		n.log.Warn("cannot join peer; will keep trying. If it is up and reachable, check that both use the same secret key and mesh label",
-			"peer", addr, "error", err)
+		n.log.Warn("peer "+addr+": cannot join; will keep trying", "error", err)
 	case err != nil:
 		n.log.Debug("cannot join peer", "peer", addr, "failures", prevFails+1, "error", err)
 	case prevFails > 0:

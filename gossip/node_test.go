@@ -561,7 +561,7 @@ func TestForgetStopsRejoining(t *testing.T) {
 		t.Fatalf("known peers %v lack %s", p.KnownPeers(), absent)
 	}
 	waitFor(t, 10*time.Second, "repeated join attempts", func() bool { return p.Stats().JoinFailures >= 2 })
-	if _, ok := p.logs.find("cannot join peer", absent, "secret key"); !ok {
+	if _, ok := p.logs.find("peer "+absent+": cannot join", "will keep trying"); !ok {
 		t.Fatalf("join failure not logged clearly:\n%s", p.logs.all())
 	}
 	if err := p.Forget([]string{absent}); err != nil {
@@ -612,9 +612,9 @@ func TestSecretKeyAndLabel(t *testing.T) {
 		label string
 		hint  string
 	}{
-		{"other key", bytes.Repeat([]byte{2}, 16), "mesh-a", "secret key mismatch"},
-		{"no key", nil, "mesh-a", "secret key mismatch"},
-		{"other label", key1, "mesh-b", "mesh label mismatch"},
+		{"other key", bytes.Repeat([]byte{2}, 16), "mesh-a", "same password"},
+		{"no key", nil, "mesh-a", "same password"},
+		{"other label", key1, "mesh-b", "mesh name mismatch"},
 	}
 	for _, tt := range tests {
 		cfg := testConfig(t, tt.name)
@@ -623,7 +623,7 @@ func TestSecretKeyAndLabel(t *testing.T) {
 		if s := stranger.Stats(); s.JoinFailures == 0 {
 			t.Fatalf("%s: join did not fail: %+v", tt.name, s)
 		}
-		if _, ok := stranger.logs.find("cannot join peer", "secret key and mesh label"); !ok {
+		if _, ok := stranger.logs.find("peer "+a.addr()+": ", "will keep trying"); !ok {
 			t.Fatalf("%s: joiner's log does not say why:\n%s", tt.name, stranger.logs.all())
 		}
 		waitFor(t, 5*time.Second, tt.name+": the mesh to log the refusal", func() bool {

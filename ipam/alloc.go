@@ -38,6 +38,7 @@ const (
 	refuseMemory     = 10 * time.Second
 	beatEvery        = 10 * time.Second
 	rescanEvery      = 30 * time.Second
+	askEvery         = 3 * time.Second
 	recoveredPrefix  = "recovered:"
 	maxConflictsKept = 8
 )
@@ -138,30 +139,34 @@ type Allocator struct {
 	// mu guards everything below. Writes of ring ownership and verified
 	// spans happen under mu so that no allocation or donation ever acts on
 	// a state that is not yet durable; allocation writes happen outside.
-	mu        sync.Mutex
-	ring      *Ring
-	entries   map[peer.Name]entry // other peers' entries
-	mine      entry               // this peer's entry
-	published entry               // last entry broadcast
-	waitSet   map[peer.Name]bool  // waiting peers heard of (consensus)
-	allocs    map[uint32]string   // address number -> owner
-	verified  []ival              // owned offsets checked free of unknown allocations
-	holdUntil time.Time           // no verification before (settle after reclaim)
-	needSync  bool                // hear a peer's ring before allocating
-	syncWhy   string
-	lastAlive map[peer.Name]time.Time
-	lastSafe  time.Time
-	fenced    bool
-	conflicts map[uint64]string
-	donations map[netip.Prefix]*donation
-	cursor    uint32 // offset where the next allocation search starts
-	notify    chan struct{}
-	dirty     bool
-	lastBeat  time.Time
-	lastScan  time.Time
-	scanErr   string
-	closed    bool
-	quorumMsg string
+	mu          sync.Mutex
+	ring        *Ring
+	entries     map[peer.Name]entry // other peers' entries
+	mine        entry               // this peer's entry
+	published   entry               // last entry broadcast
+	waitSet     map[peer.Name]bool  // waiting peers heard of (consensus)
+	allocs      map[uint32]string   // address number -> owner
+	verified    []ival              // owned offsets checked free of unknown allocations
+	holdUntil   time.Time           // no verification before (settle after reclaim)
+	fresh       bool                // the store was empty at start
+	heardFrom   map[peer.Name]bool  // owners whose full state came directly
+	needSync    bool                // hear every owner's ring before allocating
+	syncWhy     string
+	lastAlive   map[peer.Name]time.Time
+	lastSafe    time.Time
+	fenced      bool
+	conflicts   map[uint64]string
+	donations   map[netip.Prefix]*donation
+	cursor      uint32 // offset where the next allocation search starts
+	notify      chan struct{}
+	dirty       bool
+	lastBeat    time.Time
+	lastScan    time.Time
+	lastRefresh time.Time
+	lastAsk     time.Time
+	scanErr     string
+	closed      bool
+	quorumMsg   string
 
 	inbox chan inbound  // messages for Run
 	kick  chan struct{} // cap 1: Run should tick
@@ -190,6 +195,7 @@ func New(opts Options) (*Allocator, error) {
 		opts: opts, log: opts.Logger, self: opts.Self, store: opts.Store, tr: opts.Transport,
 		entries:   map[peer.Name]entry{},
 		waitSet:   map[peer.Name]bool{},
+		heardFrom: map[peer.Name]bool{},
 		allocs:    saved.Allocs,
 		verified:  saved.Verified,
 		lastAlive: map[peer.Name]time.Time{},
@@ -198,10 +204,19 @@ func New(opts Options) (*Allocator, error) {
 		donations: map[netip.Prefix]*donation{},
 		notify:    make(chan struct{}),
 		lastBeat:  now,
+		fresh:     saved.Fresh,
 		inbox:     make(chan inbound, inboxSize),
 		kick:      make(chan struct{}, 1),
 	}
 	a.mine.Seq = uint64(now.UnixNano())
+	// The fence clock runs from the last time this peer was known to be
+	// running, not from this start: the others' reclaim clock did not stop
+	// while it was down. A new data file starts fenced until the peer sees
+	// a majority of the owners.
+	a.lastSafe = time.Time{}
+	if !saved.Beat.IsZero() && saved.Beat.Before(now) {
+		a.lastSafe = saved.Beat
+	}
 	if saved.Ring != nil {
 		r, _, err := DecodeRing(saved.Ring, true)
 		if err != nil {
@@ -211,6 +226,10 @@ func New(opts Options) (*Allocator, error) {
 			return nil, fmt.Errorf("ipam: the stored ring covers %s, not --ipalloc-range %s", r.Range, opts.Range)
 		}
 		a.ring = r
+		if saved.Syncing {
+			a.needSync = true
+			a.syncWhy = "this peer restarted before hearing every other owner's ring"
+		}
 		if opts.ReclaimAfter > 0 && !saved.Beat.IsZero() && now.Sub(saved.Beat) > opts.ReclaimAfter/2 {
 			a.needSync = true
 			a.syncWhy = fmt.Sprintf("this peer was down for %s, long enough that its space may have been reclaimed", now.Sub(saved.Beat).Round(time.Second))
@@ -227,8 +246,13 @@ func New(opts Options) (*Allocator, error) {
 			// A fresh data file may be a lost one: the seeds' shares may
 			// have moved on since they were first split.
 			a.needSync = true
-			a.syncWhy = "a new seeded peer waits to hear another peer's ring"
+			a.syncWhy = "this peer has a new data file; it waits to hear every other owner's ring"
 		}
+	}
+	if a.needSync {
+		// Recorded before the heartbeat below, so a crash right after
+		// this start cannot forget that the peer must sync first.
+		a.dirty = true
 	}
 	a.pruneVerifiedLocked()
 	a.mine.Flags = a.flagsLocked()
@@ -249,6 +273,8 @@ func New(opts Options) (*Allocator, error) {
 
 func (a *Allocator) flagsLocked() byte {
 	switch {
+	case a.ring != nil && a.needSync:
+		return flagSyncing
 	case a.ring != nil:
 		return 0
 	case a.opts.Init.Mode == ModeObserver:
@@ -263,7 +289,7 @@ func (a *Allocator) saveLocked() error {
 	if a.ring != nil {
 		rb = AppendRing(nil, a.ring)
 	}
-	if err := a.store.SaveState(rb, a.verified); err != nil {
+	if err := a.store.SaveState(rb, a.verified, a.needSync); err != nil {
 		return fmt.Errorf("ipam: save state: %w", err)
 	}
 	a.dirty = false
@@ -678,7 +704,7 @@ func (a *Allocator) RemovePeer(p peer.Name) (string, error) {
 		return fmt.Sprintf("peer %s was already removed; %d addresses left to reclaim", p, owned), nil
 	}
 	a.ring.Removed[p] = max(a.ring.Removed[p], a.ring.Revived[p]+1)
-	delta := &Ring{ID: a.ring.ID, Range: a.ring.Range, Removed: map[peer.Name]uint64{p: a.ring.Removed[p]}, Revived: map[peer.Name]uint64{}}
+	delta := &Ring{ID: a.ring.ID, Range: a.ring.Range, Removed: map[peer.Name]uint64{p: a.ring.Removed[p]}, Revived: map[peer.Name]uint64{}, Reclaimed: map[peer.Name]uint64{}}
 	if err := a.saveLocked(); err != nil {
 		a.mu.Unlock()
 		return "", err

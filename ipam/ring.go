@@ -48,14 +48,17 @@ func (s Span) beats(o Span) bool {
 //
 // Removed and Revived are grow-only counters per peer (merge takes the
 // maximum): a peer is removed (weave rmpeer) while Removed > Revived.
+// Reclaimed marks peers whose space was reclaimed automatically: they
+// stay voters in the reclaim quorum (see Voters) until removed.
 //
 // A Ring is not safe for concurrent use; the Allocator guards it.
 type Ring struct {
-	ID      uint64
-	Range   netip.Prefix
-	Spans   []Span // sorted, contiguous, covering [0, size)
-	Removed map[peer.Name]uint64
-	Revived map[peer.Name]uint64
+	ID        uint64
+	Range     netip.Prefix
+	Spans     []Span // sorted, contiguous, covering [0, size)
+	Removed   map[peer.Name]uint64
+	Revived   map[peer.Name]uint64
+	Reclaimed map[peer.Name]uint64
 }
 
 // ErrForeignRing is returned when a peer's ring was initialised apart from
@@ -95,7 +98,7 @@ func NewRing(rng netip.Prefix, peers []peer.Name) (*Ring, error) {
 	if uint64(len(ps)) > uint64(size) {
 		return nil, fmt.Errorf("ipam: range %s is too small for %d peers", rng, len(ps))
 	}
-	r := &Ring{ID: RingID(rng, ps), Range: rng.Masked(), Removed: map[peer.Name]uint64{}, Revived: map[peer.Name]uint64{}}
+	r := &Ring{ID: RingID(rng, ps), Range: rng.Masked(), Removed: map[peer.Name]uint64{}, Revived: map[peer.Name]uint64{}, Reclaimed: map[peer.Name]uint64{}}
 	share := size / uint32(len(ps))
 	extra := size % uint32(len(ps))
 	var start uint32
@@ -138,6 +141,7 @@ func (r *Ring) Clone() *Ring {
 	c.Spans = slices.Clone(r.Spans)
 	c.Removed = cloneMap(r.Removed)
 	c.Revived = cloneMap(r.Revived)
+	c.Reclaimed = cloneMap(r.Reclaimed)
 	return &c
 }
 
@@ -201,6 +205,28 @@ func (r *Ring) Owners() map[peer.Name]uint32 {
 	return out
 }
 
+// Voters are the peers the reclaim quorum counts: every owner and every
+// peer whose space was reclaimed, less those removed with rmpeer. Counting
+// reclaimed peers keeps the quorum from shrinking as one side of a
+// partition reclaims, so two sides never both hold a majority.
+func (r *Ring) Voters() map[peer.Name]bool {
+	out := map[peer.Name]bool{}
+	for _, s := range r.Spans {
+		out[s.Owner] = true
+	}
+	for p, v := range r.Reclaimed {
+		if v > 0 {
+			out[p] = true
+		}
+	}
+	for p := range out {
+		if r.IsRemoved(p) {
+			delete(out, p)
+		}
+	}
+	return out
+}
+
 // IsRemoved reports whether p was removed with rmpeer and has not come back.
 func (r *Ring) IsRemoved(p peer.Name) bool { return r.Removed[p] > r.Revived[p] }
 
@@ -212,6 +238,9 @@ func (r *Ring) Merge(o *Ring) (bool, error) {
 	}
 	changed := mergeCounters(r.Removed, o.Removed)
 	if mergeCounters(r.Revived, o.Revived) {
+		changed = true
+	}
+	if mergeCounters(r.Reclaimed, o.Reclaimed) {
 		changed = true
 	}
 	merged := mergeSpans(r.Spans, o.Spans, Span.beats)
@@ -318,6 +347,7 @@ func (r *Ring) Check() error {
 //	    [start uvarint][length uvarint][owner, 6][version uvarint]
 //	[removed count uvarint] then [name, 6][counter uvarint]
 //	[revived count uvarint] then [name, 6][counter uvarint]
+//	[reclaimed count uvarint] then [name, 6][counter uvarint]
 //
 // A full ring's spans cover the range; a delta's need not.
 const (
@@ -346,6 +376,7 @@ func AppendRing(b []byte, r *Ring) []byte {
 	}
 	b = appendCounters(b, r.Removed)
 	b = appendCounters(b, r.Revived)
+	b = appendCounters(b, r.Reclaimed)
 	return b
 }
 
@@ -378,7 +409,7 @@ func DecodeRing(b []byte, full bool) (*Ring, []byte, error) {
 	if b[1] != ringFormat {
 		return nil, nil, fmt.Errorf("ring format %d is not %d (written by a newer version?)", b[1], ringFormat)
 	}
-	r := &Ring{ID: binary.BigEndian.Uint64(b[2:]), Removed: map[peer.Name]uint64{}, Revived: map[peer.Name]uint64{}}
+	r := &Ring{ID: binary.BigEndian.Uint64(b[2:]), Removed: map[peer.Name]uint64{}, Revived: map[peer.Name]uint64{}, Reclaimed: map[peer.Name]uint64{}}
 	addr := netip.AddrFrom4([4]byte(b[10:14]))
 	bits := int(b[14])
 	if bits > 32 {
@@ -448,6 +479,9 @@ func DecodeRing(b []byte, full bool) (*Ring, []byte, error) {
 	if b, err = decodeCounters(b, r.Revived); err != nil {
 		return nil, nil, fmt.Errorf("revived peers: %w", err)
 	}
+	if b, err = decodeCounters(b, r.Reclaimed); err != nil {
+		return nil, nil, fmt.Errorf("reclaimed peers: %w", err)
+	}
 	return r, b, nil
 }
 
@@ -473,7 +507,9 @@ func decodeCounters(b []byte, m map[peer.Name]uint64) ([]byte, error) {
 		if name == peer.None || name == peer.Broadcast {
 			return nil, fmt.Errorf("reserved name %s", name)
 		}
-		m[name] = max(m[name], v)
+		if v > 0 {
+			m[name] = max(m[name], v)
+		}
 	}
 	return b, nil
 }

@@ -23,8 +23,9 @@ import (
 type Store interface {
 	// Load returns what was saved; Fresh is set when nothing ever was.
 	Load() (Saved, error)
-	// SaveState replaces the ring and verified spans.
-	SaveState(ring []byte, verified []ival) error
+	// SaveState replaces the ring and verified spans, and whether the
+	// peer still has to hear every other owner before allocating.
+	SaveState(ring []byte, verified []ival, syncing bool) error
 	// PutAlloc records an allocation.
 	PutAlloc(addr uint32, owner string) error
 	// DeleteAllocs forgets allocations.
@@ -39,6 +40,7 @@ type Saved struct {
 	Fresh    bool
 	Ring     []byte
 	Verified []ival
+	Syncing  bool
 	Allocs   map[uint32]string
 	Beat     time.Time
 }
@@ -94,6 +96,7 @@ var (
 	keyBeat     = []byte("beat")
 	keyRing     = []byte("ring")
 	keyVerified = []byte("verified")
+	keySyncing  = []byte("syncing")
 )
 
 const storeFormat = 1
@@ -103,6 +106,51 @@ type BoltStore struct {
 	path string
 	db   *bolt.DB
 	once sync.Once
+
+	// Group commit: writers queue in pending; whoever holds commitMu
+	// writes everything queued in one transaction and one fsync. A lone
+	// writer commits at once (bbolt's Batch would wait for company).
+	commitMu sync.Mutex
+	mu       sync.Mutex // guards pending
+	pending  []*write
+}
+
+type write struct {
+	fn   func(*bolt.Bucket) error
+	done chan error // cap 1
+}
+
+// commit runs fn on the allocation bucket durably, sharing the
+// transaction with writers that arrive meanwhile.
+func (s *BoltStore) commit(fn func(*bolt.Bucket) error) error {
+	w := &write{fn: fn, done: make(chan error, 1)}
+	s.mu.Lock()
+	s.pending = append(s.pending, w)
+	s.mu.Unlock()
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	select {
+	case err := <-w.done: // committed by the writer before us
+		return err
+	default:
+	}
+	s.mu.Lock()
+	batch := s.pending
+	s.pending = nil
+	s.mu.Unlock()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAlloc)
+		for _, x := range batch {
+			if err := x.fn(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for _, x := range batch {
+		x.done <- err
+	}
+	return <-w.done
 }
 
 // OpenBolt opens (or creates) the data file in dir for peer self and range
@@ -215,6 +263,7 @@ func (s *BoltStore) Load() (out Saved, err error) {
 			}
 			out.Verified = iv
 		}
+		out.Syncing = len(st.Get(keySyncing)) == 1 && st.Get(keySyncing)[0] == 1
 		if b := tx.Bucket(bucketMeta).Get(keyBeat); len(b) == 8 {
 			out.Beat = time.Unix(0, int64(binary.BigEndian.Uint64(b)))
 		}
@@ -231,10 +280,17 @@ func (s *BoltStore) Load() (out Saved, err error) {
 }
 
 // SaveState implements Store.
-func (s *BoltStore) SaveState(ring []byte, verified []ival) error {
+func (s *BoltStore) SaveState(ring []byte, verified []ival, syncing bool) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		st := tx.Bucket(bucketState)
 		if err := st.Put(keyRing, ring); err != nil {
+			return err
+		}
+		sy := []byte{0}
+		if syncing {
+			sy[0] = 1
+		}
+		if err := st.Put(keySyncing, sy); err != nil {
 			return err
 		}
 		return st.Put(keyVerified, appendIvals(nil, verified))
@@ -246,9 +302,7 @@ func (s *BoltStore) SaveState(ring []byte, verified []ival) error {
 func (s *BoltStore) PutAlloc(addr uint32, owner string) error {
 	var k [4]byte
 	binary.BigEndian.PutUint32(k[:], addr)
-	return s.db.Batch(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketAlloc).Put(k[:], []byte(owner))
-	})
+	return s.commit(func(b *bolt.Bucket) error { return b.Put(k[:], []byte(owner)) })
 }
 
 // DeleteAllocs implements Store.
@@ -256,8 +310,7 @@ func (s *BoltStore) DeleteAllocs(addrs []uint32) error {
 	if len(addrs) == 0 {
 		return nil
 	}
-	return s.db.Batch(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketAlloc)
+	return s.commit(func(b *bolt.Bucket) error {
 		for _, a := range addrs {
 			var k [4]byte
 			binary.BigEndian.PutUint32(k[:], a)
@@ -309,9 +362,10 @@ func (m *MemStore) Load() (Saved, error) {
 }
 
 // SaveState implements Store.
-func (m *MemStore) SaveState(ring []byte, verified []ival) error {
+func (m *MemStore) SaveState(ring []byte, verified []ival, syncing bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.saved.Syncing = syncing
 	m.saved.Ring = slices.Clone(ring)
 	m.saved.Verified = slices.Clone(verified)
 	m.fresh = false

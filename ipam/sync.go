@@ -1,6 +1,7 @@
 package ipam
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -21,7 +22,7 @@ func (a *Allocator) FullState() []byte {
 		entries[k] = v
 	}
 	entries[a.self] = a.mine
-	return appendState(nil, a.ring, entries)
+	return appendState(nil, a.self, a.ring, entries)
 }
 
 // MergeFull implements gossip.State.
@@ -44,6 +45,12 @@ func (a *Allocator) MergeFull(data []byte) error {
 			return err
 		}
 		changed = changed || c
+		if a.ring != nil && st.ring.ID == a.ring.ID {
+			a.heardFrom[st.from] = true
+			if a.checkSyncLocked() {
+				changed = true
+			}
+		}
 	}
 	if changed {
 		a.changedLocked()
@@ -101,6 +108,13 @@ func (a *Allocator) mergeEntryLocked(name peer.Name, e entry) bool {
 		return false
 	}
 	a.entries[name] = e
+	// A newer entry, however it came, means the peer was running after
+	// the last time this one heard of it: liveness spreads through the
+	// mesh, so a reclaimer cut off from a peer still hears of it through
+	// the majority it needs.
+	if ok {
+		a.lastAlive[name] = a.opts.Now()
+	}
 	if e.Flags&flagWaiting != 0 && a.ring == nil {
 		a.waitSet[name] = true
 	}
@@ -119,7 +133,14 @@ func (a *Allocator) mergeRingLocked(r *Ring, full bool) (bool, error) {
 			return false, fmt.Errorf("%w: a peer's ring covers %s, this peer's --ipalloc-range is %s; give every peer the same range", ErrForeignRing, r.Range, a.opts.Range)
 		}
 		a.ring = r.Clone()
-		a.needSync = false
+		if a.fresh && len(a.ring.Owned(a.self)) > 0 && !a.proposedLocked(r) {
+			// This peer's name owns space but it has no data file: it
+			// lost it. Its own record of donations and allocations is
+			// gone, so it waits for every other owner's account.
+			a.needSync = true
+			a.syncWhy = "this peer has a new data file but owns space in the ring (a lost data file?); it waits to hear every other owner's ring"
+			a.log.Warn("this peer owns space in the ring but has no data file; recovering its share from the other peers and the endpoints on this host")
+		}
 		a.mine.Flags = a.flagsLocked()
 		a.mine.RingID = a.ring.ID
 		a.waitSet = map[peer.Name]bool{}
@@ -134,16 +155,25 @@ func (a *Allocator) mergeRingLocked(r *Ring, full bool) (bool, error) {
 		a.noteConflictLocked(r)
 		return false, err
 	}
-	if full && a.needSync {
-		a.needSync = false
-		changed = true
-		a.log.Info("heard the other peers' ring; allocating again")
-	}
 	if changed {
 		a.dirty = true
 		a.pruneVerifiedLocked()
 	}
 	return changed, nil
+}
+
+// proposedLocked reports whether r is the ring this waiting peer was
+// about to claim itself: the split among the peers it knows are waiting,
+// itself included, which is a new ring, not one it lost its record of.
+func (a *Allocator) proposedLocked(r *Ring) bool {
+	if a.opts.Init.Mode != ModeConsensus || !a.waitSet[a.self] {
+		return false
+	}
+	set := make([]peer.Name, 0, len(a.waitSet))
+	for p := range a.waitSet {
+		set = append(set, p)
+	}
+	return RingID(a.opts.Range, set) == r.ID
 }
 
 func (a *Allocator) noteConflictLocked(r *Ring) {
@@ -178,7 +208,58 @@ func (a *Allocator) HandleMessage(from peer.Name, msg []byte) {
 		a.donate(from, m)
 	case msgDonateReply:
 		a.received(from, m)
+	case msgStateRequest:
+		st := a.FullState()
+		out := appendMessageHeader(nil, msgState, m.ringID)
+		a.tr.Send(from, append(out, st...))
+	case msgState:
+		if err := a.MergeFull(m.state); err != nil {
+			a.log.Debug("merge a peer's state", "from", from, "err", err)
+		}
 	}
+}
+
+func appendMessageHeader(b []byte, kind byte, ringID uint64) []byte {
+	b = append(b, kind)
+	return binary.BigEndian.AppendUint64(b, ringID)
+}
+
+// askStateLocked asks peers for their full state directly, rather than
+// waiting for push-pull to come round: a waiting peer asks those holding a
+// ring, a syncing one the owners it has not heard from.
+func (a *Allocator) askStateLocked(now time.Time, alive map[peer.Name]bool) []func() {
+	if now.Sub(a.lastAsk) < askEvery {
+		return nil
+	}
+	var to []peer.Name
+	switch {
+	case a.ring == nil && a.opts.Init.Mode != ModeSeed:
+		for p, e := range a.entries {
+			if e.RingID != 0 && alive[p] {
+				to = append(to, p)
+			}
+		}
+	case a.ring != nil && a.needSync:
+		for o := range a.ring.Owners() {
+			if o != a.self && alive[o] && !a.heardFrom[o] {
+				to = append(to, o)
+			}
+		}
+	}
+	if len(to) == 0 {
+		return nil
+	}
+	a.lastAsk = now
+	var id uint64
+	if a.ring != nil {
+		id = a.ring.ID
+	}
+	msg := appendMessageHeader(nil, msgStateRequest, id)
+	return []func(){func() {
+		for _, p := range to {
+			a.tr.Send(p, msg)
+		}
+	}}
 }
 
 // donate answers a request for space: it gives away the upper half of its
@@ -256,7 +337,7 @@ func (a *Allocator) donateLocked(from peer.Name, m message) *Ring {
 		return nil
 	}
 	a.log.Info("donated address space", "to", from, "first", numAddr(base+give.start), "count", give.end-give.start)
-	return &Ring{ID: a.ring.ID, Range: a.ring.Range, Spans: pieces, Removed: map[peer.Name]uint64{}, Revived: map[peer.Name]uint64{}}
+	return &Ring{ID: a.ring.ID, Range: a.ring.Range, Spans: pieces, Removed: map[peer.Name]uint64{}, Revived: map[peer.Name]uint64{}, Reclaimed: map[peer.Name]uint64{}}
 }
 
 // received handles a donation reply: the granted spans become verified
@@ -315,6 +396,7 @@ func (a *Allocator) Tick() {
 			a.lastAlive[m.Name] = now
 		}
 	}
+	out = append(out, a.askStateLocked(now, alive)...)
 	if a.ring == nil {
 		out = append(out, a.consensusLocked(now)...)
 	} else {
@@ -323,7 +405,8 @@ func (a *Allocator) Tick() {
 		out = append(out, a.reclaimLocked(now, alive)...)
 	}
 	a.mine.Allocated = uint32(len(a.allocs))
-	if a.mine != a.published {
+	if a.mine != a.published || now.Sub(a.lastRefresh) >= a.refreshEvery() {
+		a.lastRefresh = now
 		a.mine.Seq++
 		a.published = a.mine
 		b := appendEntry([]byte{deltaEntry}, a.self, a.mine)
@@ -350,6 +433,33 @@ func (a *Allocator) Tick() {
 	}
 }
 
+// refreshEvery is how often this peer re-gossips its entry, which tells
+// the others it is alive.
+func (a *Allocator) refreshEvery() time.Duration {
+	if a.opts.ReclaimAfter == 0 {
+		return 30 * time.Second
+	}
+	return min(max(a.opts.ReclaimAfter/8, time.Second), 30*time.Second)
+}
+
+// checkSyncLocked ends the wait for the other owners' state once every
+// owner of the ring (removed ones aside) has sent its own full state.
+func (a *Allocator) checkSyncLocked() bool {
+	if !a.needSync {
+		return false
+	}
+	for o := range a.ring.Owners() {
+		if o != a.self && !a.heardFrom[o] && !a.ring.IsRemoved(o) {
+			return false
+		}
+	}
+	a.needSync = false
+	a.dirty = true
+	a.mine.Flags = a.flagsLocked()
+	a.log.Info("heard every other owner's ring; allocating")
+	return true
+}
+
 // consensusLocked advertises this peer's proposal and claims once every
 // peer in it advertises the same one.
 func (a *Allocator) consensusLocked(now time.Time) []func() {
@@ -374,7 +484,8 @@ func (a *Allocator) consensusLocked(now time.Time) []func() {
 			continue
 		}
 		e := a.entries[p]
-		if e.Flags&flagWaiting == 0 || e.PropHash != h || e.PropSize != uint32(len(set)) {
+		agrees := e.Flags&flagWaiting != 0 && e.PropHash == h && e.PropSize == uint32(len(set))
+		if !agrees && e.RingID != RingID(a.opts.Range, set) {
 			return nil
 		}
 	}
@@ -413,18 +524,15 @@ func (a *Allocator) reviveLocked() []func() {
 	}
 	a.ring.Revived[a.self] = a.ring.Removed[a.self]
 	a.dirty = true
-	delta := &Ring{ID: a.ring.ID, Range: a.ring.Range, Removed: map[peer.Name]uint64{}, Revived: map[peer.Name]uint64{a.self: a.ring.Revived[a.self]}}
+	delta := &Ring{ID: a.ring.ID, Range: a.ring.Range, Removed: map[peer.Name]uint64{}, Revived: map[peer.Name]uint64{a.self: a.ring.Revived[a.self]}, Reclaimed: map[peer.Name]uint64{}}
 	a.log.Info("this peer was removed while away and its space reclaimed; it starts again with no space")
 	return []func(){func() { a.broadcastRing(delta) }}
 }
 
-// quorumLocked counts the ring's owners (removed ones excluded) and how
-// many of them are alive.
+// quorumLocked counts the ring's voters (Ring.Voters) and how many of
+// them are alive.
 func (a *Allocator) quorumLocked(alive map[peer.Name]bool) (live, total int) {
-	for o := range a.ring.Owners() {
-		if a.ring.IsRemoved(o) {
-			continue
-		}
+	for o := range a.ring.Voters() {
 		total++
 		if alive[o] {
 			live++
@@ -493,12 +601,12 @@ func (a *Allocator) reclaimLocked(now time.Time, alive map[peer.Name]bool) []fun
 	}
 	claimer := a.self
 	for o := range owners {
-		if alive[o] && !slices.Contains(gone, o) && o < claimer {
+		if alive[o] && !slices.Contains(gone, o) && o < claimer && a.entries[o].Flags&flagSyncing == 0 {
 			claimer = o
 		}
 	}
 	for p, e := range a.entries {
-		if alive[p] && e.RingID == a.ring.ID && !a.ring.IsRemoved(p) && p < claimer && !slices.Contains(gone, p) {
+		if alive[p] && e.RingID == a.ring.ID && e.Flags&flagSyncing == 0 && !a.ring.IsRemoved(p) && p < claimer && !slices.Contains(gone, p) {
 			claimer = p
 		}
 	}
@@ -512,7 +620,15 @@ func (a *Allocator) reclaimLocked(now time.Time, alive map[peer.Name]bool) []fun
 			pieces = append(pieces, Span{Start: s.Start, End: s.End, Owner: a.self, Version: s.Version + reclaimBump})
 		}
 	}
+	slices.SortFunc(pieces, func(x, y Span) int { return int(x.Start) - int(y.Start) })
 	a.ring.set(slices.Clone(pieces)...)
+	reclaimed := map[peer.Name]uint64{}
+	for _, g := range gone {
+		if !a.ring.IsRemoved(g) {
+			a.ring.Reclaimed[g] = max(a.ring.Reclaimed[g], 1)
+			reclaimed[g] = a.ring.Reclaimed[g]
+		}
+	}
 	a.holdUntil = now.Add(a.opts.Settle)
 	if err := a.saveLocked(); err != nil {
 		a.log.Error("cannot record reclaimed space", "err", err)
@@ -522,14 +638,14 @@ func (a *Allocator) reclaimLocked(now time.Time, alive map[peer.Name]bool) []fun
 		n += p.Size()
 	}
 	a.log.Warn("reclaimed the space of peers gone for good", "peers", gone, "addresses", n, "settle", a.opts.Settle)
-	delta := &Ring{ID: a.ring.ID, Range: a.ring.Range, Spans: pieces, Removed: map[peer.Name]uint64{}, Revived: map[peer.Name]uint64{}}
+	delta := &Ring{ID: a.ring.ID, Range: a.ring.Range, Spans: pieces, Removed: map[peer.Name]uint64{}, Revived: map[peer.Name]uint64{}, Reclaimed: reclaimed}
 	return []func(){func() { a.broadcastRing(delta) }}
 }
 
 // needScanLocked reports whether owned space awaits verification (or
 // recovered allocations a recheck) and the time has come.
 func (a *Allocator) needScanLocked(now time.Time) bool {
-	if a.ring == nil || now.Before(a.holdUntil) {
+	if a.ring == nil || now.Before(a.holdUntil) || a.needSync {
 		return false
 	}
 	unverified := a.ownedLocked()
@@ -571,7 +687,7 @@ func (a *Allocator) verify() {
 		return
 	}
 	a.scanErr = ""
-	if a.ring == nil {
+	if a.ring == nil || a.needSync {
 		return
 	}
 	used := map[uint32]bool{}

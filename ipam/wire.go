@@ -26,6 +26,7 @@ type entry struct {
 const (
 	flagWaiting  = 1 << 0 // has no ring and takes part in consensus
 	flagObserver = 1 << 1 // never claims; asks others for space
+	flagSyncing  = 1 << 2 // must hear every owner before allocating or reclaiming
 )
 
 // proposalHash identifies a set of peers (sorted, no duplicates).
@@ -96,7 +97,7 @@ func decodeEntry(b []byte) (peer.Name, entry, []byte, error) {
 
 // The channel's full state (push-pull):
 //
-//	[stateMagic][format][has ring: 0 or 1][ring, if any]
+//	[stateMagic][format][sender, 6][has ring: 0 or 1][ring, if any]
 //	[entry count uvarint][entries]
 //
 // Deltas (broadcast) are [deltaRing][partial ring] or [deltaEntry][entry].
@@ -108,8 +109,11 @@ const (
 	deltaEntry = 2
 )
 
-func appendState(b []byte, r *Ring, entries map[peer.Name]entry) []byte {
+func appendState(b []byte, from peer.Name, r *Ring, entries map[peer.Name]entry) []byte {
 	b = append(b, stateMagic, stateFormat)
+	var nb [6]byte
+	from.PutBytes(nb[:])
+	b = append(b, nb[:]...)
 	if r == nil {
 		b = append(b, 0)
 	} else {
@@ -124,6 +128,7 @@ func appendState(b []byte, r *Ring, entries map[peer.Name]entry) []byte {
 }
 
 type decodedState struct {
+	from    peer.Name
 	ring    *Ring
 	entries map[peer.Name]entry
 }
@@ -131,7 +136,7 @@ type decodedState struct {
 // decodeState parses a peer's full state. It never panics.
 func decodeState(b []byte) (decodedState, error) {
 	var st decodedState
-	if len(b) < 3 {
+	if len(b) < 9 {
 		return st, errors.New("state truncated in header")
 	}
 	if b[0] != stateMagic {
@@ -140,8 +145,12 @@ func decodeState(b []byte) (decodedState, error) {
 	if b[1] != stateFormat {
 		return st, fmt.Errorf("IPAM state format %d is not %d (sent by a newer peer?)", b[1], stateFormat)
 	}
-	hasRing := b[2]
-	b = b[3:]
+	st.from = peer.FromBytes(b[2:])
+	if st.from == peer.None || st.from == peer.Broadcast {
+		return st, fmt.Errorf("state from reserved name %s", st.from)
+	}
+	hasRing := b[8]
+	b = b[9:]
 	switch hasRing {
 	case 0:
 	case 1:
@@ -182,9 +191,13 @@ func decodeState(b []byte) (decodedState, error) {
 //
 //	[msgDonateRequest][ring id, 8][subnet address, 4][subnet bits]
 //	[msgDonateReply][ring id, 8][granted: 0 or 1][partial ring, if granted]
+//	[msgStateRequest][ring id, 8]
+//	[msgState][ring id, 8][the sender's full state]
 const (
 	msgDonateRequest = 1
 	msgDonateReply   = 2
+	msgStateRequest  = 3
+	msgState         = 4
 )
 
 func appendDonateRequest(b []byte, ringID uint64, subnet netip.Prefix) []byte {
@@ -209,14 +222,15 @@ type message struct {
 	kind   byte
 	ringID uint64
 	subnet netip.Prefix
-	grant  *Ring // nil when refused
+	grant  *Ring  // nil when refused
+	state  []byte // msgState
 }
 
 // decodeMessage parses a unicast message from another peer. It never
 // panics.
 func decodeMessage(b []byte) (message, error) {
 	var m message
-	if len(b) < 10 {
+	if len(b) < 9 {
 		return m, errors.New("message truncated")
 	}
 	m.kind = b[0]
@@ -229,6 +243,9 @@ func decodeMessage(b []byte) (message, error) {
 		}
 		m.subnet = netip.PrefixFrom(netip.AddrFrom4([4]byte(b[:4])), int(b[4]))
 	case msgDonateReply:
+		if len(b) == 0 {
+			return m, errors.New("donation reply truncated")
+		}
 		switch b[0] {
 		case 0:
 			if len(b) != 1 {
@@ -246,6 +263,12 @@ func decodeMessage(b []byte) (message, error) {
 		default:
 			return m, errors.New("donation reply flag is malformed")
 		}
+	case msgStateRequest:
+		if len(b) != 0 {
+			return m, errors.New("state request has trailing bytes")
+		}
+	case msgState:
+		m.state = b
 	default:
 		return m, fmt.Errorf("unknown IPAM message kind %d (sent by a newer peer?)", m.kind)
 	}

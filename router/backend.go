@@ -45,6 +45,7 @@ func (r *Router) Status(ctx context.Context) (api.Status, error) {
 	st := api.Status{
 		Name: r.name.String(), Nickname: r.cfg.Nickname, Version: r.cfg.Version,
 		Ready: r.ready.Load(), Port: r.cfg.Port, DataPort: r.cfg.DataPort, OverlayMTU: r.cfg.MTU,
+		Encryption: len(r.cfg.Password) > 0,
 		Connections: map[string]int{ConnEstablished: 0, ConnRelayed: 0, ConnConnecting: 0, ConnFailed: 0},
 		Datapaths:   map[string]int{},
 	}
@@ -139,6 +140,7 @@ func (r *Router) Connections(ctx context.Context) ([]api.Connection, error) {
 		}
 		c.MTU = l.OverlayMTU
 		c.RTTMillis = float64(l.RTT) / float64(time.Millisecond)
+		c.Encrypted = r.sleeve.Encrypted(m.Name)
 		switch l.State {
 		case sleeve.LinkUp:
 			c.State = ConnEstablished

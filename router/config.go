@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
+	"time"
 
 	"weavemesh.dev/weave/peer"
 )
@@ -16,6 +18,7 @@ const (
 	DefaultDataDir  = "/var/lib/weave" // peer name, known peers, endpoints
 	DefaultHTTPAddr = "127.0.0.1:6784" // HTTP API, loopback only
 	DefaultMTU      = 1376             // overlay MTU for a 1500-byte underlay
+	DefaultMeshName = "weave"
 	MinMTU          = 576
 	MaxMTU          = 65000
 )
@@ -32,7 +35,33 @@ type Config struct {
 	AdvertiseAddr string    // optional: address peers should use to reach us (NAT)
 	Peers         []string  // optional: host or host:port of peers to join
 	Version       string    // optional: software version shown in status
-	Logger        *slog.Logger
+	// IP allocation (see ipallocDefaults): the range split among the
+	// peers, the default subnet of attach, the bootstrap mode, how long a
+	// lost peer's space waits to be reclaimed (negative: never), and
+	// whether a range overlapping the host's routes is allowed.
+	IPAllocRange         netip.Prefix
+	IPAllocDefaultSubnet netip.Prefix
+	IPAllocInit          string
+	IPAllocReclaimAfter  time.Duration
+	IPAllocOverlapOK     bool
+	// Password, when set, encrypts gossip and every data-plane datagram.
+	Password []byte
+	// TrustedSubnets are underlay subnets whose peers may exchange data
+	// with us unencrypted (both sides must trust each other).
+	TrustedSubnets []netip.Prefix
+	// MeshName labels gossip so meshes with different names never merge
+	// (default DefaultMeshName).
+	MeshName string
+	// weaveDNS (see dnsDefaults): the domain answered from the records,
+	// an extra listen address in the host's namespace, the TTL of
+	// answers, the upstream servers (default: /etc/resolv.conf's), and
+	// whether DNS is off altogether.
+	DNSDomain        string
+	DNSListenAddress string
+	DNSTTL           time.Duration
+	DNSUpstream      []string
+	NoDNS            bool
+	Logger           *slog.Logger
 }
 
 // withDefaults validates c and fills in defaults, naming any bad field.
@@ -77,10 +106,19 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Version == "" {
 		c.Version = "dev"
 	}
+	if c.MeshName == "" {
+		c.MeshName = DefaultMeshName
+	}
 	for _, p := range c.Peers {
 		if err := validPeerAddr(p); err != nil {
 			return c, err
 		}
+	}
+	if err := c.ipallocDefaults(); err != nil {
+		return c, err
+	}
+	if err := c.dnsDefaults(); err != nil {
+		return c, err
 	}
 	return c, nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"weavemesh.dev/weave/api"
 	"weavemesh.dev/weave/gossip"
+	"weavemesh.dev/weave/meshkey"
 	"weavemesh.dev/weave/netdev"
 	"weavemesh.dev/weave/peer"
 	"weavemesh.dev/weave/router/macs"
@@ -24,6 +25,7 @@ import (
 	"weavemesh.dev/weave/router/topology"
 	"weavemesh.dev/weave/sleeve"
 	"weavemesh.dev/weave/sleeve/conn"
+	"weavemesh.dev/weave/sleeve/secure"
 	"weavemesh.dev/weave/sleeve/tap"
 	"weavemesh.dev/weave/sleeve/wire"
 )
@@ -71,6 +73,7 @@ type Router struct {
 	// hooks are features taking part in attach and detach, registered
 	// before the router is ready.
 	hooks []endpointHook
+	ipam  *ipamHook
 
 	mu    sync.Mutex // guards alive
 	alive map[peer.Name]gossip.Member
@@ -130,9 +133,15 @@ func Run(ctx context.Context, cfg Config) error {
 	r.macs = macs.New(0, nil)
 	r.routes = routes.NewTable(r.name)
 	r.topo = topology.New(r.name, r.poke)
+	keys, sec, err := r.encryption()
+	if err != nil {
+		dev.Close()
+		udp.Close()
+		return err
+	}
 	r.sleeve, err = sleeve.New(sleeve.Options{
 		Self: r.name, Device: dev, Conn: udp, MACs: r.macs, Routes: r.routes,
-		OverlayMTU: cfg.MTU, OnLinkChange: r.poke, Logger: r.log,
+		OverlayMTU: cfg.MTU, OnLinkChange: r.poke, Secure: sec, Logger: r.log,
 	})
 	if err != nil {
 		dev.Close()
@@ -147,6 +156,7 @@ func Run(ctx context.Context, cfg Config) error {
 		AdvertiseAddr: cfg.AdvertiseAddr, DataPort: cfg.DataPort,
 		ProtoMin: wire.Version, ProtoMax: wire.Version, Version: cfg.Version,
 		DataDir: cfg.DataDir, Logger: r.log,
+		SecretKey: keys.gossip, Label: "weave/" + cfg.MeshName,
 	})
 	if err != nil {
 		return err
@@ -171,6 +181,16 @@ func Run(ctx context.Context, cfg Config) error {
 	r.api.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
 	r.api.Handle("GET /debug/pprof/trace", http.HandlerFunc(pprof.Trace))
 	r.api.Handle("GET /debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+	if r.ipam, err = newIPAMHook(r); err != nil {
+		return err
+	}
+	cleanup = append(cleanup, r.ipam.close)
+	r.hooks = append(r.hooks, r.ipam)
+	stopDNS, err := r.startDNS()
+	if err != nil {
+		return err
+	}
+	cleanup = append(cleanup, stopDNS)
 	if err := r.api.Start(); err != nil {
 		return err
 	}
@@ -350,6 +370,35 @@ func (r *Router) adoptEndpoints(ctx context.Context) {
 	for _, h := range r.hooks {
 		h.reconcile(ctx, kept)
 	}
+}
+
+// meshKeys holds what the password gives gossip.
+type meshKeys struct {
+	gossip []byte // nil without a password
+}
+
+// encryption derives the keys from the password, if there is one, and
+// returns the data plane's session manager (nil without a password).
+func (r *Router) encryption() (meshKeys, *secure.Manager, error) {
+	if len(r.cfg.Password) == 0 {
+		if len(r.cfg.TrustedSubnets) > 0 {
+			r.log.Warn("--trusted-subnets has no effect without a password: nothing is encrypted")
+		}
+		return meshKeys{}, nil, nil
+	}
+	if why := meshkey.Weak(r.cfg.Password); why != "" {
+		r.log.Warn("weak mesh password: " + why)
+	}
+	k, err := meshkey.Derive(r.cfg.Password)
+	if err != nil {
+		return meshKeys{}, nil, err
+	}
+	sec, err := secure.NewManager(secure.Config{Self: r.name, PSK: k.PSK, Trusted: r.cfg.TrustedSubnets})
+	if err != nil {
+		return meshKeys{}, nil, err
+	}
+	r.log.Info("encryption enabled", "trusted_subnets", r.cfg.TrustedSubnets)
+	return meshKeys{gossip: k.Gossip[:]}, sec, nil
 }
 
 // lockDataDir makes sure one router at a time uses a data directory.

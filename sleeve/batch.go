@@ -1,15 +1,21 @@
 package sleeve
 
 import (
+	"errors"
+
 	"weavemesh.dev/weave/peer"
 	"weavemesh.dev/weave/sleeve/conn"
+	"weavemesh.dev/weave/sleeve/secure"
 	"weavemesh.dev/weave/sleeve/wire"
 )
+
+var errTooLarge = errors.New("sleeve: datagram larger than the seal arena")
 
 // Batch limits. A batch is flushed when any is reached.
 const (
 	maxBatchPkts  = 256       // datagrams (or GSO trains) per sendmmsg
 	headerArena   = 128 << 10 // header and chunk bytes per batch
+	sealArena     = 1 << 20   // sealed datagrams per send (encrypted peers)
 	maxOpenDgrams = 16        // small-frame datagrams being filled at once
 )
 
@@ -20,10 +26,14 @@ type batch struct {
 	e     *Engine
 	pkts  []conn.OutPacket
 	to    []*peerState
+	clear []bool // per packet: send as is, never sealed (handshakes)
 	slots [maxBatchPkts][][]byte // iovec backing per packet, kept across flushes
 	arena []byte                 // header bytes; fixed capacity, so slices of it stay valid
 	open  []openDgram
 	id    uint32 // frame id for chunked frames
+	// sealed holds the encrypted copies of the batch's datagrams;
+	// allocated on first use, so unencrypted meshes never pay for it.
+	sealed []byte
 }
 
 // openDgram is a datagram still accepting small frames.
@@ -40,6 +50,7 @@ func newBatch(e *Engine) *batch {
 		e:     e,
 		pkts:  make([]conn.OutPacket, 0, maxBatchPkts),
 		to:    make([]*peerState, 0, maxBatchPkts),
+		clear: make([]bool, 0, maxBatchPkts),
 		arena: make([]byte, 0, headerArena),
 		open:  make([]openDgram, 0, maxOpenDgrams),
 	}
@@ -62,6 +73,7 @@ func (b *batch) startPkt(p *peerState, segSize int) int {
 	i := len(b.pkts)
 	b.pkts = append(b.pkts, conn.OutPacket{Addr: p.addr, SegSize: segSize, Bufs: b.slots[i][:0]})
 	b.to = append(b.to, p)
+	b.clear = append(b.clear, false)
 	return i
 }
 
@@ -79,7 +91,7 @@ func (b *batch) putHeader(dst, src peer.Name, typ, flags uint8) []byte {
 // other frames for p when there is room.
 func (b *batch) frame(p *peerState, dst peer.Name, flags uint8, data []byte) {
 	need := wire.ChunkLen + len(data)
-	pmtu := int(p.pmtu.Load())
+	pmtu := b.e.payloadMTU(p)
 	for i := range b.open {
 		o := &b.open[i]
 		if o.p == p && o.dst == dst && o.flags == flags && o.size+need <= pmtu {
@@ -116,7 +128,7 @@ func (b *batch) chunk(pkt int, data []byte, c wire.Chunk) {
 // kernel to split; every datagram but the last has the same size, as GSO
 // requires.
 func (b *batch) chunked(p *peerState, dst peer.Name, flags uint8, data []byte) {
-	per := maxChunkData(int(p.pmtu.Load()))
+	per := maxChunkData(b.e.payloadMTU(p))
 	n := (len(data) + per - 1) / per
 	gso := b.e.o.Conn.GSO()
 	pkts := n
@@ -158,10 +170,43 @@ func (b *batch) raw(p *peerState, dgram []byte) {
 	b.addIov(b.startPkt(p, 0), dgram)
 }
 
-// flush sends the batch and resets it.
+// rawClear queues a datagram that is never sealed: a handshake message.
+func (b *batch) rawClear(p *peerState, dgram []byte) {
+	b.raw(p, dgram)
+	b.clear[len(b.clear)-1] = true
+}
+
+// flush sends the batch and resets it. With a mesh password, datagrams are
+// sealed here, each into the seal arena, in as many sends as the arena
+// needs.
 func (b *batch) flush() {
-	if len(b.pkts) > 0 {
-		b.e.send(b.pkts, b.to)
+	sec := b.e.o.Secure
+	start := 0
+	for i := range b.pkts {
+		if sec == nil || b.clear[i] {
+			continue
+		}
+		s := sec.Current(b.to[i].name)
+		switch {
+		case s == nil:
+			b.pkts[i].Bufs = b.pkts[i].Bufs[:0] // conn skips empty packets
+			b.e.drop(DropNoSession, nil)
+			continue
+		case s.Plain():
+			continue
+		}
+		if !b.seal(i, s) {
+			b.e.send(b.pkts[start:i], b.to[start:i])
+			start = i
+			b.sealed = b.sealed[:0]
+			if !b.seal(i, s) {
+				b.pkts[i].Bufs = b.pkts[i].Bufs[:0]
+				b.e.drop(DropSend, errTooLarge)
+			}
+		}
+	}
+	if start < len(b.pkts) {
+		b.e.send(b.pkts[start:], b.to[start:])
 	}
 	for i := range b.pkts {
 		clear(b.pkts[i].Bufs) // drop references to frame buffers
@@ -171,6 +216,63 @@ func (b *batch) flush() {
 	b.pkts = b.pkts[:0]
 	clear(b.to)
 	b.to = b.to[:0]
+	b.clear = b.clear[:0]
 	b.arena = b.arena[:0]
+	b.sealed = b.sealed[:0]
 	b.open = b.open[:0]
+}
+
+// seal gathers packet i's iovecs into the seal arena, datagram by datagram
+// (SegSize apart), seals each in place, and points the packet at the
+// result. It reports false when the arena is too full.
+func (b *batch) seal(i int, s *secure.Session) bool {
+	pkt := &b.pkts[i]
+	total := 0
+	for _, v := range pkt.Bufs {
+		total += len(v)
+	}
+	if total == 0 {
+		return true
+	}
+	seg := pkt.SegSize
+	if seg <= 0 {
+		seg = total
+	}
+	n := (total + seg - 1) / seg
+	need := total + n*secure.Overhead
+	if b.sealed == nil {
+		b.sealed = make([]byte, 0, sealArena)
+	}
+	if len(b.sealed)+need > cap(b.sealed) {
+		return false
+	}
+	out := b.sealed[len(b.sealed) : len(b.sealed)+need]
+	pos, iov, off := 0, 0, 0
+	for left := total; left > 0; {
+		m := min(seg, left)
+		dst := out[pos+secure.EnvelopeLen : pos+secure.EnvelopeLen+m]
+		for k := 0; k < m; {
+			c := copy(dst[k:], pkt.Bufs[iov][off:])
+			k += c
+			off += c
+			if off == len(pkt.Bufs[iov]) {
+				iov, off = iov+1, 0
+			}
+		}
+		if _, ok := s.Seal(out[pos:pos+secure.Overhead+m], m); !ok {
+			// Counter exhausted: the rekey is overdue. Never send
+			// the plaintext instead.
+			pkt.Bufs = pkt.Bufs[:0]
+			b.e.drop(DropNoSession, nil)
+			return true
+		}
+		pos += m + secure.Overhead
+		left -= m
+	}
+	b.sealed = b.sealed[:len(b.sealed)+need]
+	pkt.Bufs = append(pkt.Bufs[:0], out)
+	if pkt.SegSize > 0 {
+		pkt.SegSize = seg + secure.Overhead
+	}
+	return true
 }

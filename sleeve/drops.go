@@ -28,12 +28,18 @@ const (
 	DropRunt                          // frame too short to be Ethernet
 	DropSend                          // the socket refused a datagram
 	DropTapWrite                      // the TAP refused a frame
+	DropNoSession                     // encrypted mesh, no session with the peer yet
+	DropAuth                          // sealed datagram failed authentication
+	DropReplay                        // sealed datagram seen before, or too old
+	DropUnencrypted                   // plaintext from an untrusted address in an encrypted mesh
+	DropHandshake                     // malformed or unauthentic handshake
 	numDrops
 )
 
 var dropNames = [numDrops]string{
 	"truncated", "bad_version", "bad_type", "bad_chunk", "unknown_peer", "own_datagram",
 	"no_route", "ttl_expired", "reassembly", "too_big", "runt", "send_error", "tap_write_error",
+	"no_session", "auth_failed", "replay", "unencrypted", "bad_handshake",
 }
 
 func (r DropReason) String() string { return dropNames[r] }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"weavemesh.dev/weave/router/macs"
 	"weavemesh.dev/weave/router/routes"
 	"weavemesh.dev/weave/sleeve/conn"
+	"weavemesh.dev/weave/sleeve/secure"
 	"weavemesh.dev/weave/sleeve/wire"
 )
 
@@ -58,7 +60,10 @@ type Options struct {
 	// PathMTU returns the largest UDP payload the local route towards
 	// addr allows (default: from the routing table, see RouteMTU).
 	PathMTU func(addr netip.Addr) int
-	Logger  *slog.Logger
+	// Secure, when set, seals every datagram (mesh password): sessions
+	// are set up by handshakes with each neighbour.
+	Secure *secure.Manager
+	Logger *slog.Logger
 }
 
 func (o *Options) validate() error {
@@ -162,31 +167,48 @@ func (e *Engine) Close() error {
 // SetPeers replaces the set of peers the engine talks to. Link state of
 // peers that stay is kept.
 func (e *Engine) SetPeers(infos []PeerInfo) {
-	old := *e.peers.Load()
+	old := maps.Clone(*e.peers.Load())
 	next := make(map[peer.Name]*peerState, len(infos))
 	now := time.Now().UnixNano()
 	for _, in := range infos {
 		if in.Name == e.self {
 			continue
 		}
-		if p, ok := old[in.Name]; ok && p.addr == in.Addr {
+		p, ok := old[in.Name]
+		delete(old, in.Name)
+		if ok && p.addr == in.Addr {
 			next[in.Name] = p
 			continue
 		}
 		next[in.Name] = newPeerState(in, now, e.o.PathMTU(in.Addr.Addr()))
 	}
 	e.peers.Store(&next)
+	if e.o.Secure != nil {
+		for gone := range old {
+			e.o.Secure.Forget(gone)
+		}
+	}
 }
 
 func (e *Engine) peer(n peer.Name) *peerState { return (*e.peers.Load())[n] }
 
 // send hands a batch to the socket and accounts for per-packet errors.
+// Packets left empty (dropped while sealing) are moved out of the way.
 func (e *Engine) send(pkts []conn.OutPacket, to []*peerState) {
+	w := 0
+	for i := range pkts {
+		if len(pkts[i].Bufs) > 0 {
+			pkts[w], pkts[i] = pkts[i], pkts[w]
+			to[w], to[i] = to[i], to[w]
+			w++
+		}
+	}
+	pkts, to = pkts[:w], to[:w]
 	if len(pkts) == 0 {
 		return
 	}
 	err := e.o.Conn.WriteBatch(pkts)
-	if err != nil && !errors.Is(err, errClosed) {
+	if err != nil && !isClosed(err) {
 		e.drop(DropSend, err)
 	}
 	for i := range pkts {
@@ -212,11 +234,29 @@ func packetLen(p *conn.OutPacket) int {
 // overlayMTUTo returns the largest IP packet the path to p carries in one
 // datagram, capped at the overlay MTU.
 func (e *Engine) overlayMTUTo(p *peerState) int {
-	return min(p.maxFrame()-ethHeaderLen, e.o.OverlayMTU)
+	return min(maxChunkData(e.payloadMTU(p))-wire.VnetHdrLen-ethHeaderLen, e.o.OverlayMTU)
 }
 
 const ethHeaderLen = 14
 
-// maxFrameFor reports the largest frame (vnet header included) one datagram
-// to p can carry.
-func maxChunkData(pmtu int) int { return pmtu - wire.HeaderLen - wire.ChunkLen }
+// maxChunkData is the frame data (virtio header included) one datagram of
+// payload bytes can carry.
+func maxChunkData(payload int) int { return payload - wire.HeaderLen - wire.ChunkLen }
+
+// overhead is what sealing adds to each datagram to p.
+func (e *Engine) overhead(p *peerState) int {
+	if e.o.Secure == nil || e.o.Secure.Plain(p.name) {
+		return 0
+	}
+	return secure.Overhead
+}
+
+// payloadMTU is the largest datagram, before sealing, the path to p takes.
+func (e *Engine) payloadMTU(p *peerState) int {
+	return int(p.pmtu.Load()) - e.overhead(p)
+}
+
+// Encrypted reports whether traffic to p is sealed.
+func (e *Engine) Encrypted(p peer.Name) bool {
+	return e.o.Secure != nil && !e.o.Secure.Plain(p)
+}

@@ -14,6 +14,7 @@ import (
 	"weavemesh.dev/weave/peer"
 	"weavemesh.dev/weave/router/macs"
 	"weavemesh.dev/weave/router/routes"
+	"weavemesh.dev/weave/sleeve/secure"
 	"weavemesh.dev/weave/sleeve/wire"
 )
 
@@ -37,6 +38,13 @@ type testNode struct {
 }
 
 func newTestMesh(t *testing.T, n int, gro bool) *testMesh {
+	return newTestMeshPSK(t, gro, make([]byte, n))
+}
+
+// newTestMeshPSK makes one node per psk byte; nodes with a non-zero psk
+// seal their traffic with it.
+func newTestMeshPSK(t *testing.T, gro bool, psks []byte) *testMesh {
+	n := len(psks)
 	m := &testMesh{t: t, net: newFakeNet(), stop: make(chan struct{})}
 	m.net.gro = gro
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
@@ -45,10 +53,17 @@ func newTestMesh(t *testing.T, n int, gro bool) *testMesh {
 		nd := &testNode{name: peer.Name(i), addr: netip.MustParseAddrPort(fmt.Sprintf("192.0.2.%d:6784", i)), dev: newFakeDev()}
 		nd.routes = routes.NewTable(nd.name)
 		nd.macs = macs.New(0, nil)
+		var sec *secure.Manager
+		if psks[i-1] != 0 {
+			var err error
+			if sec, err = secure.NewManager(secure.Config{Self: nd.name, PSK: [32]byte{psks[i-1]}}); err != nil {
+				t.Fatal(err)
+			}
+		}
 		e, err := New(Options{
 			Self: nd.name, Device: nd.dev, Conn: m.net.conn(nd.addr), MACs: nd.macs, Routes: nd.routes,
 			OverlayMTU: 1376, HeartbeatInterval: 50 * time.Millisecond, LinkTimeout: 250 * time.Millisecond,
-			PathMTU: func(netip.Addr) int { return 1472 }, Logger: log,
+			PathMTU: func(netip.Addr) int { return 1472 }, Secure: sec, Logger: log,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -299,6 +314,24 @@ func ipChecksum(ip []byte) {
 		sum = sum&0xffff + sum>>16
 	}
 	binary.BigEndian.PutUint16(ip[10:], ^uint16(sum))
+}
+
+// Membership refreshes must not reset link state or sessions.
+func TestSetPeersKeepsState(t *testing.T) {
+	m := newTestMeshPSK(t, false, []byte{5, 5})
+	m.waitFor("links up", m.allUp)
+	a, b := m.nodes[0], m.nodes[1]
+	sess := a.e.o.Secure.Current(b.name)
+	for i := 0; i < 3; i++ {
+		a.e.SetPeers([]PeerInfo{{Name: a.name, Addr: a.addr}, {Name: b.name, Addr: b.addr}})
+	}
+	if m.linkState(0, 1) != LinkUp || a.e.o.Secure.Current(b.name) != sess {
+		t.Fatal("SetPeers reset the link")
+	}
+	a.e.SetPeers([]PeerInfo{{Name: a.name, Addr: a.addr}})
+	if a.e.o.Secure.Current(b.name) != nil || len(a.e.Links()) != 0 {
+		t.Fatal("a peer that left kept its link or session")
+	}
 }
 
 func TestGarbageIsCountedNotFatal(t *testing.T) {

@@ -19,6 +19,12 @@ type fakeNet struct {
 	mtu   map[[2]netip.AddrPort]int
 	cut   map[[2]netip.AddrPort]bool
 	gro   bool
+	taps  []tapRule
+}
+
+type tapRule struct {
+	to netip.AddrPort
+	ch chan []byte
 }
 
 func newFakeNet() *fakeNet {
@@ -105,7 +111,23 @@ func (c *fakeConn) WriteBatch(pkts []conn.OutPacket) error {
 		dst := c.net.conns[pkts[i].Addr]
 		key := [2]netip.AddrPort{c.addr, pkts[i].Addr}
 		mtu, cut, gro := c.net.mtu[key], c.net.cut[key], c.net.gro
+		var taps []chan []byte
+		for _, r := range c.net.taps {
+			if r.to == pkts[i].Addr {
+				taps = append(taps, r.ch)
+			}
+		}
 		c.net.mu.Unlock()
+		for _, ch := range taps {
+			for rest := all; len(rest) > 0; {
+				d := rest[:min(seg, len(rest))]
+				rest = rest[len(d):]
+				select {
+				case ch <- bytes.Clone(d):
+				default:
+				}
+			}
+		}
 		if dst == nil || cut {
 			continue
 		}

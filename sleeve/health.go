@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"weavemesh.dev/weave/sleeve/secure"
 	"weavemesh.dev/weave/sleeve/wire"
 )
 
@@ -54,9 +55,20 @@ func (e *Engine) healthLoop(ctx context.Context) {
 func (e *Engine) healthTick(b *batch, buf *[]byte, now int64, beat bool) {
 	changed := false
 	timeout := int64(e.o.LinkTimeout)
+	sec := e.o.Secure
+	if sec != nil && beat {
+		sec.Expire()
+	}
 	for _, p := range *e.peers.Load() {
 		hearing := now-p.lastHeard.Load() < timeout
-		if beat {
+		keyed := true
+		if sec != nil {
+			if sec.NeedsHandshake(p.name) {
+				e.queueHandshake(b, buf, p)
+			}
+			keyed = sec.Current(p.name) != nil
+		}
+		if beat && keyed {
 			flags := uint8(0)
 			if hearing {
 				flags = wire.HBHearYou
@@ -68,7 +80,7 @@ func (e *Engine) healthTick(b *batch, buf *[]byte, now int64, beat bool) {
 			changed = true
 			e.log.Info("link changed", "peer", p.name, "addr", p.addr, "state", next)
 		}
-		if next == LinkUp {
+		if next == LinkUp && keyed {
 			e.probeStep(b, buf, p, now)
 		} else {
 			p.probe.searching = false
@@ -91,17 +103,38 @@ func (e *Engine) linkState(p *peerState, now int64, hearing bool) LinkState {
 	}
 }
 
+// queueHeartbeat queues a heartbeat to p that is size bytes on the wire
+// (sealing included), padded as a probe when larger than needed.
 func (e *Engine) queueHeartbeat(b *batch, buf *[]byte, p *peerState, now int64, flags uint8, size int) {
-	if len(*buf)+size > cap(*buf) {
-		b.flush()
-		*buf = (*buf)[:0]
-	}
-	d := (*buf)[len(*buf) : len(*buf)+size]
-	*buf = (*buf)[:len(*buf)+size]
+	inner := max(size-e.overhead(p), wire.HeaderLen+wire.HeartbeatLen)
+	d := e.scratch(b, buf, inner)
 	wire.PutHeader(d, &wire.Header{Version: wire.Version, Type: wire.TypeHeartbeat, TTL: 1, Src: e.self, Dst: p.name})
 	p.probe.seq++
 	wire.PutHeartbeat(d[wire.HeaderLen:], &wire.Heartbeat{SentNanos: now, Seq: p.probe.seq, Flags: flags, Size: uint16(size)})
 	b.raw(p, d)
+}
+
+// scratch takes n bytes of the health goroutine's datagram buffer, flushing
+// the batch first when the buffer is full.
+func (e *Engine) scratch(b *batch, buf *[]byte, n int) []byte {
+	if len(*buf)+n > cap(*buf) {
+		b.flush()
+		*buf = (*buf)[:0]
+	}
+	d := (*buf)[len(*buf) : len(*buf)+n]
+	*buf = (*buf)[:len(*buf)+n]
+	return d
+}
+
+// queueHandshake starts a session with p.
+func (e *Engine) queueHandshake(b *batch, buf *[]byte, p *peerState) {
+	sec := e.o.Secure
+	d, err := sec.Initiate(e.scratch(b, buf, secure.InitLen), p.name, sec.Trusted(p.addr.Addr()))
+	if err != nil {
+		e.log.Error("cannot start a handshake", "peer", p.name, "err", err)
+		return
+	}
+	b.rawClear(p, d)
 }
 
 // probeStep advances p's path-MTU search by one tick.

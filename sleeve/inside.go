@@ -115,7 +115,7 @@ func (in *inside) flood(data []byte, r router, src peer.Name) {
 // send queues data for p, cutting it into chunks or answering with ICMP when
 // it does not fit one datagram.
 func (in *inside) send(p *peerState, dst peer.Name, flags uint8, data []byte) {
-	per := maxChunkData(int(p.pmtu.Load()))
+	per := maxChunkData(in.e.payloadMTU(p))
 	gsoType := data[1]
 	if gsoType == gsoNone && len(data) <= per {
 		in.b.frame(p, dst, flags, data)

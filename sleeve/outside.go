@@ -1,11 +1,14 @@
 package sleeve
 
 import (
+	"errors"
+	"net/netip"
 	"time"
 
 	"weavemesh.dev/weave/peer"
 	"weavemesh.dev/weave/router/macs"
 	"weavemesh.dev/weave/sleeve/conn"
+	"weavemesh.dev/weave/sleeve/secure"
 	"weavemesh.dev/weave/sleeve/wire"
 )
 
@@ -78,14 +81,50 @@ func (out *outside) packet(pk *conn.Packet) {
 	}
 	for len(b) > 0 {
 		n := min(seg, len(b))
-		out.datagram(b[:n])
+		out.outer(b[:n], pk.Addr)
 		b = b[n:]
 	}
 }
 
-func (out *outside) datagram(b []byte) {
+// outer admits one datagram from the underlay: a sealed one is opened
+// (and its session's peer is the neighbour that sent it); in an encrypted
+// mesh only handshakes, and datagrams from trusted subnets, come in clear.
+func (out *outside) outer(b []byte, from netip.AddrPort) {
 	e := out.e
 	e.stats.rxDgrams.Add(1)
+	sec := e.o.Secure
+	if len(b) >= 2 && b[1] == wire.TypeSealed {
+		if sec == nil {
+			e.drop(DropType, errors.New("sealed datagram, but this mesh has no password"))
+			return
+		}
+		s, inner, err := sec.Open(b)
+		switch {
+		case errors.Is(err, secure.ErrReplay):
+			e.drop(DropReplay, err)
+			return
+		case errors.Is(err, secure.ErrNoSession), errors.Is(err, secure.ErrExpired):
+			e.drop(DropNoSession, err)
+			return
+		case err != nil:
+			e.drop(DropAuth, err)
+			return
+		}
+		out.datagram(inner, len(b), s.Peer)
+		return
+	}
+	if sec != nil && !sec.Trusted(from.Addr()) && (len(b) < 2 || (b[1] != wire.TypeHandshake1 && b[1] != wire.TypeHandshake2)) {
+		e.drop(DropUnencrypted, nil)
+		return
+	}
+	out.datagram(b, len(b), peer.None)
+}
+
+// datagram handles a clear (or just opened) datagram. size is its length
+// as received, for path-MTU echoes; hop is the neighbour that sent it when
+// a session proved it, else peer.None.
+func (out *outside) datagram(b []byte, size int, hop peer.Name) {
+	e := out.e
 	var h wire.Header
 	body, err := wire.ParseHeader(b, &h)
 	if err != nil {
@@ -101,8 +140,16 @@ func (out *outside) datagram(b []byte) {
 		e.drop(DropUnknownPeer, nil)
 		return
 	}
-	if h.Type != wire.TypeFrames {
-		out.heartbeat(src, &h, body, len(b))
+	switch h.Type {
+	case wire.TypeHeartbeat, wire.TypeHeartbeatR:
+		if hop != peer.None && hop != h.Src {
+			e.drop(DropAuth, errors.New("heartbeat relayed; heartbeats travel one hop"))
+			return
+		}
+		out.heartbeat(src, &h, body, size)
+		return
+	case wire.TypeHandshake1, wire.TypeHandshake2:
+		out.handshake(src, &h, b)
 		return
 	}
 	r := e.o.Routes.Get()
@@ -230,6 +277,33 @@ func (out *outside) flushTAP() {
 	out.free = append(out.free, out.pending...)
 	clear(out.pending)
 	out.pending = out.pending[:0]
+}
+
+// handshake answers an initiation or completes ours.
+func (out *outside) handshake(p *peerState, h *wire.Header, b []byte) {
+	e := out.e
+	sec := e.o.Secure
+	if sec == nil || h.Dst != e.self {
+		e.drop(DropHandshake, errors.New("handshake not for us, or this mesh has no password"))
+		return
+	}
+	if h.Type == wire.TypeHandshake2 {
+		if err := sec.HandleResp(b, p.name); err != nil {
+			e.drop(DropHandshake, err)
+		}
+		return
+	}
+	if len(out.reply)+secure.RespLen > cap(out.reply) {
+		return // the initiator retries
+	}
+	r := out.reply[len(out.reply) : len(out.reply)+secure.RespLen]
+	resp, err := sec.HandleInit(r, b, p.name, sec.Trusted(p.addr.Addr()))
+	if err != nil {
+		e.drop(DropHandshake, err)
+		return
+	}
+	out.reply = out.reply[:len(out.reply)+secure.RespLen]
+	out.b.rawClear(p, resp)
 }
 
 // heartbeat handles a heartbeat or a reply from a neighbour.

@@ -5,7 +5,6 @@ import (
 	"sync/atomic"
 
 	"weavemesh.dev/weave/peer"
-	"weavemesh.dev/weave/sleeve/wire"
 )
 
 // Path-MTU bounds, in bytes of UDP payload per datagram.
@@ -51,12 +50,6 @@ func clampPMTU(n int) int {
 		return minPMTU
 	}
 	return min(n, 65507)
-}
-
-// maxFrame is the largest frame (virtio header excluded) that fits one
-// datagram to this peer.
-func (p *peerState) maxFrame() int {
-	return maxChunkData(int(p.pmtu.Load())) - wire.VnetHdrLen
 }
 
 // tooBigOnSend records that the kernel refused a datagram of that size

@@ -145,13 +145,15 @@ hosts, then attach network namespaces to the overlay (weave attach).`,
 		a.routerCmd(),
 		a.launchCmd(),
 		a.stopCmd(),
-		a.statusCmd(),
+		a.withDNSStatus(a.withIPAMStatus(a.statusCmd())),
 		a.connectCmd(),
 		a.forgetCmd(),
 		a.attachCmd(),
 		a.detachCmd(),
 		a.psCmd(),
 		a.versionCmd(),
+		a.rmpeerCmd(), a.exposeCmd(), a.hideCmd(),
+		a.dnsAddCmd(), a.dnsRemoveCmd(), a.dnsLookupCmd(), a.dnsArgsCmd(),
 	)
 	return root
 }

@@ -61,18 +61,24 @@ func validPeers(peers []string) error {
 func (a *app) attachCmd() *cobra.Command {
 	var name string
 	cmd := &cobra.Command{
-		Use:   "attach IP/PREFIX... NETNS",
-		Short: "Connect a network namespace to the overlay with the given addresses",
+		Use:   "attach [IP/PREFIX | net:CIDR | net:default]... NETNS",
+		Short: "Connect a network namespace to the overlay with given or allocated addresses",
 		Long: `Connect a network namespace to the overlay: create a veth pair, put the
 ethwe end into NETNS with the given addresses and the other end on the weave
 bridge. NETNS is a name under /var/run/netns (ip netns add NAME), a PID (its
 /proc/PID/ns/net) or a path to a namespace file. Prints the host interface,
-MAC address and addresses of the new endpoint.`,
-		Example: `  weave attach 10.32.1.5/12 ns1
+MAC address and addresses of the new endpoint.
+
+With no address, or with net:default, an address is allocated in the default
+subnet (--ipalloc-default-subnet); net:CIDR allocates one in that subnet of
+the allocation range. Allocated addresses are released by weave detach.`,
+		Example: `  weave attach ns1
+  weave attach net:10.32.4.0/24 net:default ns1
+  weave attach 10.32.1.5/12 ns1
   weave attach 10.32.1.6/12 fd00::6/64 $(docker inspect -f '{{.State.Pid}}' web)`,
-		Args: argsAtLeast(2, "one or more IP/PREFIX and then NETNS"),
+		Args: argsAtLeast(1, "NETNS, after any IP/PREFIX, net:CIDR or net:default"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cidrs, err := parseCIDRs(args[:len(args)-1])
+			cidrs, err := parseAttachItems(args[:len(args)-1])
 			if err != nil {
 				return err
 			}

@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"weavemesh.dev/weave/meshkey"
 	"weavemesh.dev/weave/peer"
 	"weavemesh.dev/weave/router"
 )
@@ -25,6 +28,14 @@ type routerFlags struct {
 	mtu           int
 	advertiseAddr string
 	logLevel      string
+	ipalloc       ipallocFlags
+	dns           dnsFlags
+	// Encryption.
+	password       string
+	passwordFile   string
+	passwordFD     int
+	trustedSubnets []string
+	meshName       string
 }
 
 func (f *routerFlags) register(fs *pflag.FlagSet) {
@@ -37,11 +48,63 @@ func (f *routerFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.mtu, "mtu", router.DefaultMTU, fmt.Sprintf("overlay MTU, %d-%d", router.MinMTU, router.MaxMTU))
 	fs.StringVar(&f.advertiseAddr, "advertise-addr", "", "address other peers should use to reach this one, host or host:port (behind NAT)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.ipalloc.register(fs)
+	f.dns.register(fs)
+	fs.StringVar(&f.password, "password", "",
+		"mesh password: encrypts gossip and data (also env "+passwordEnv+"; --password-file keeps it out of ps and shell history)")
+	fs.StringVar(&f.passwordFile, "password-file", "", "file holding the mesh password (preferred way to give it)")
+	fs.IntVar(&f.passwordFD, "password-fd", 0, "read the mesh password from this inherited file descriptor")
+	_ = fs.MarkHidden("password-fd") // how weave launch hands the password to the router
+	fs.StringSliceVar(&f.trustedSubnets, "trusted-subnets", nil,
+		"underlay subnets (CIDR,...) whose peers exchange data unencrypted with us when both sides trust each other; gossip stays encrypted")
+	fs.StringVar(&f.meshName, "mesh-name", router.DefaultMeshName, "name of the mesh: peers of meshes with different names never merge")
+}
+
+// passwordEnv is the environment variable holding the mesh password.
+const passwordEnv = "WEAVE_PASSWORD"
+
+// password returns the mesh password from --password, --password-file,
+// --password-fd or $WEAVE_PASSWORD; at most one may be given.
+func (f *routerFlags) resolvePassword(getenv func(string) string) ([]byte, error) {
+	var sources []string
+	var pw []byte
+	if f.password != "" {
+		sources = append(sources, "--password")
+		pw = []byte(f.password)
+	}
+	if f.passwordFile != "" {
+		sources = append(sources, "--password-file")
+		b, err := meshkey.ReadFile(f.passwordFile)
+		if err != nil {
+			return nil, fmt.Errorf("--password-file: %w", err)
+		}
+		pw = b
+	}
+	if f.passwordFD != 0 {
+		sources = append(sources, "--password-fd")
+		file := os.NewFile(uintptr(f.passwordFD), "password")
+		if file == nil {
+			return nil, fmt.Errorf("--password-fd %d: not an open file descriptor", f.passwordFD)
+		}
+		b, err := io.ReadAll(io.LimitReader(file, 64<<10))
+		file.Close()
+		if err != nil {
+			return nil, fmt.Errorf("--password-fd %d: %w", f.passwordFD, err)
+		}
+		pw = b
+	}
+	if env := getenv(passwordEnv); env != "" && len(sources) == 0 {
+		pw = []byte(env)
+	}
+	if len(sources) > 1 {
+		return nil, fmt.Errorf("give the password once: %s are all set", strings.Join(sources, " and "))
+	}
+	return pw, nil
 }
 
 // config validates the flags and builds the router configuration; every
 // error names the flag. Logger is left for the caller.
-func (f *routerFlags) config(httpAddr, version string, peers []string) (router.Config, slog.Level, error) {
+func (f *routerFlags) config(httpAddr, version string, peers []string, getenv func(string) string) (router.Config, slog.Level, error) {
 	cfg := router.Config{
 		Nickname:      f.nickname,
 		Port:          f.port,
@@ -92,6 +155,26 @@ func (f *routerFlags) config(httpAddr, version string, peers []string) (router.C
 	if len(peers) > 0 {
 		cfg.Peers = peers
 	}
+	if cfg.Password, err = f.resolvePassword(getenv); err != nil {
+		return cfg, 0, err
+	}
+	for _, s := range f.trustedSubnets {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			return cfg, 0, fmt.Errorf("--trusted-subnets %q: want CIDR like 192.168.0.0/16", s)
+		}
+		cfg.TrustedSubnets = append(cfg.TrustedSubnets, p.Masked())
+	}
+	if strings.TrimSpace(f.meshName) == "" {
+		return cfg, 0, fmt.Errorf("--mesh-name: must not be empty")
+	}
+	cfg.MeshName = f.meshName
+	if err := f.ipalloc.apply(&cfg); err != nil {
+		return cfg, 0, err
+	}
+	if err := f.dns.apply(&cfg); err != nil {
+		return cfg, 0, err
+	}
 	return cfg, level, nil
 }
 
@@ -139,6 +222,8 @@ type childSpec struct {
 	// ExtraFiles are inherited as fds 3, 4, ...: the way to hand the router
 	// a secret through a pipe.
 	ExtraFiles []*os.File
+	// Err is set when the spec could not be built (the pipe failed).
+	Err error
 }
 
 // routerChild builds the command line and environment of the background
@@ -165,8 +250,39 @@ func routerChild(exe string, cfg router.Config, f *routerFlags, environ []string
 	if cfg.AdvertiseAddr != "" {
 		args = append(args, "--advertise-addr="+cfg.AdvertiseAddr)
 	}
+	for _, p := range cfg.TrustedSubnets {
+		args = append(args, "--trusted-subnets="+p.String())
+	}
+	if cfg.MeshName != "" {
+		args = append(args, "--mesh-name="+cfg.MeshName)
+	}
+	env := make([]string, 0, len(environ))
+	for _, e := range environ {
+		if !strings.HasPrefix(e, passwordEnv+"=") {
+			env = append(env, e)
+		}
+	}
+	spec := childSpec{Path: exe, Env: env}
+	if len(cfg.Password) > 0 {
+		// Through a pipe: never on the command line, never in the
+		// environment of a long-lived process.
+		r, w, err := os.Pipe()
+		if err == nil {
+			_, err = w.Write(cfg.Password)
+			w.Close()
+		}
+		if err != nil {
+			spec.Err = fmt.Errorf("hand the password to the router: %w", err)
+		} else {
+			spec.ExtraFiles = append(spec.ExtraFiles, r)
+			args = append(args, "--password-fd="+strconv.Itoa(2+len(spec.ExtraFiles)))
+		}
+	}
+	args = append(args, ipallocArgs(cfg)...)
+	args = append(args, dnsArgs(cfg)...)
 	// Peers after "--" so that none is taken for a flag.
 	args = append(args, "--")
 	args = append(args, cfg.Peers...)
-	return childSpec{Path: exe, Args: args, Env: environ}
+	spec.Args = args
+	return spec
 }

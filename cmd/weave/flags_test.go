@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -18,7 +21,11 @@ func TestRouterFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	defaults := router.Config{Port: 6783, DataDir: "/var/lib/weave", HTTPAddr: "127.0.0.1:6784",
-		MTU: 1376, Version: "dev"}
+		MTU: 1376, Version: "dev", MeshName: "weave"}
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pwFile, []byte("from a file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	with := func(f func(*router.Config)) router.Config { c := defaults; f(&c); return c }
 	tests := []struct {
 		name    string
@@ -35,7 +42,19 @@ func TestRouterFlags(t *testing.T) {
 				"--advertise-addr", "203.0.113.5:7000", "--log-level", "debug", "10.0.0.2", "host3:7000", "[fd00::1]:6783"},
 			want: router.Config{Name: peer.Name(0xaabbccddee01), Nickname: "web1", Port: 7000, DataPort: 7100,
 				DataDir: "/tmp/w", HTTPAddr: "127.0.0.1:7001", MTU: 1400, AdvertiseAddr: "203.0.113.5:7000",
-				Peers: []string{"10.0.0.2", "host3:7000", "[fd00::1]:6783"}, Version: "dev"}},
+				Peers: []string{"10.0.0.2", "host3:7000", "[fd00::1]:6783"}, Version: "dev", MeshName: "weave"}},
+		{name: "password file", args: []string{"--password-file", pwFile, "--mesh-name", "prod"},
+			want: with(func(c *router.Config) { c.Password = []byte("from a file"); c.MeshName = "prod" })},
+		{name: "password flag", args: []string{"--password", "s3cret"},
+			want: with(func(c *router.Config) { c.Password = []byte("s3cret") })},
+		{name: "trusted subnets", args: []string{"--trusted-subnets", "192.168.1.7/24,10.0.0.0/8"},
+			want: with(func(c *router.Config) {
+				c.TrustedSubnets = []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24"), netip.MustParsePrefix("10.0.0.0/8")}
+			})},
+		{name: "two passwords", args: []string{"--password", "x", "--password-file", pwFile}, code: 1, errText: "give the password once"},
+		{name: "missing password file", args: []string{"--password-file", pwFile + ".none"}, code: 1, errText: "--password-file: "},
+		{name: "bad trusted subnet", args: []string{"--trusted-subnets", "10.0.0.0/33"}, code: 1, errText: `--trusted-subnets "10.0.0.0/33"`},
+		{name: "empty mesh name", args: []string{"--mesh-name", ""}, code: 1, errText: "--mesh-name: must not be empty"},
 		{name: "equals form", args: []string{"--port=7000", "--mtu=9000"},
 			want: with(func(c *router.Config) { c.Port = 7000; c.MTU = 9000 })},
 		{name: "relative data dir", args: []string{"--data-dir", "state"},
@@ -153,6 +172,34 @@ func TestRouterChild(t *testing.T) {
 				t.Errorf("got %q %q %q\nwant args %q", spec.Path, spec.Args, spec.Env, tc.want)
 			}
 		})
+	}
+}
+
+// TestRouterChildPassword: the password reaches the child through a pipe,
+// never on its command line or in its environment.
+func TestRouterChildPassword(t *testing.T) {
+	cfg := router.Config{Port: 6783, DataDir: "/d", HTTPAddr: "127.0.0.1:6784", MTU: 1376,
+		Password: []byte("hunter2-but-longer"), MeshName: "weave"}
+	spec := routerChild("/usr/bin/weave", cfg, &routerFlags{logLevel: "info"},
+		[]string{"PATH=/bin", "WEAVE_PASSWORD=hunter2-but-longer"})
+	if spec.Err != nil {
+		t.Fatal(spec.Err)
+	}
+	defer func() {
+		for _, f := range spec.ExtraFiles {
+			f.Close()
+		}
+	}()
+	all := strings.Join(append(append([]string(nil), spec.Args...), spec.Env...), " ")
+	if strings.Contains(all, "hunter2") {
+		t.Fatalf("password leaks into argv or env: %q", all)
+	}
+	if !slices.Contains(spec.Args, "--password-fd=3") || len(spec.ExtraFiles) != 1 {
+		t.Fatalf("args %q, %d extra files", spec.Args, len(spec.ExtraFiles))
+	}
+	got, err := io.ReadAll(spec.ExtraFiles[0])
+	if err != nil || string(got) != "hunter2-but-longer" {
+		t.Fatalf("pipe holds %q, %v", got, err)
 	}
 }
 

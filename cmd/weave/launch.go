@@ -35,7 +35,7 @@ func (a *app) routerCmd() *cobra.Command {
 weave stop. PEER is host or host:port (default port 6783) of a router to join.`,
 		Example: `  weave router --nickname web1 10.0.0.2 10.0.0.3:6783`,
 		RunE: func(cmd *cobra.Command, peers []string) error {
-			cfg, level, err := f.config(a.httpAddr, a.version, peers)
+			cfg, level, err := f.config(a.httpAddr, a.version, peers, a.getenv)
 			if err != nil {
 				return err
 			}
@@ -68,7 +68,7 @@ host:port (default port 6783) of a router to join.`,
 }
 
 func (a *app) launch(ctx context.Context, f *routerFlags, peers []string) error {
-	cfg, _, err := f.config(a.httpAddr, a.version, peers)
+	cfg, _, err := f.config(a.httpAddr, a.version, peers, a.getenv)
 	if err != nil {
 		return err
 	}
@@ -97,6 +97,14 @@ func (a *app) launch(ctx context.Context, f *routerFlags, peers []string) error 
 	}
 
 	spec := routerChild(exe, cfg, f, a.environ())
+	if spec.Err != nil {
+		return spec.Err
+	}
+	defer func() {
+		for _, f := range spec.ExtraFiles {
+			f.Close()
+		}
+	}()
 	child := &exec.Cmd{
 		Path:       spec.Path,
 		Args:       spec.Args,

@@ -24,6 +24,12 @@ const (
 	TypeFrames     = 1 // body: chunks of Ethernet frames
 	TypeHeartbeat  = 2 // body: Heartbeat
 	TypeHeartbeatR = 3 // body: Heartbeat echoed back
+
+	// With a mesh password (package sleeve/secure): every other datagram
+	// travels inside a sealed envelope, set up by a handshake.
+	TypeSealed     = 16 // envelope: [ver][type][rsvd 2][receiver index 4][counter 8] ciphertext tag
+	TypeHandshake1 = 17 // body: handshake initiation
+	TypeHandshake2 = 18 // body: handshake response
 )
 
 // Header flags.
@@ -87,7 +93,7 @@ func ParseHeader(b []byte, h *Header) (body []byte, err error) {
 		return nil, fmt.Errorf("%w %d", ErrVersion, h.Version)
 	}
 	switch h.Type {
-	case TypeFrames, TypeHeartbeat, TypeHeartbeatR:
+	case TypeFrames, TypeHeartbeat, TypeHeartbeatR, TypeHandshake1, TypeHandshake2:
 	default:
 		return nil, fmt.Errorf("%w %d", ErrType, h.Type)
 	}

@@ -6,6 +6,7 @@
 //	wvtool bcast -to IP:PORT -msg TEXT [-count 1]      send UDP datagrams with SO_BROADCAST
 //	wvtool arp   -iface ethwe -target IP [-count 1]    send raw ARP requests (broadcast)
 //	wvtool count -iface ethwe -marker M... -until U    count received frames holding each marker until one holds U
+//	wvtool udp   -to IP:PORT -hex BYTES [-count 1]     send one datagram with exactly these bytes (replay tests)
 //
 // Markers are text, or hex bytes written "hex:0a20fafa".
 package main
@@ -35,7 +36,7 @@ func main() {
 		os.Exit(2)
 	}
 	cmds := map[string]func([]string) error{
-		"sink": sink, "send": send, "bcast": bcast, "arp": arp, "count": count,
+		"sink": sink, "send": send, "bcast": bcast, "arp": arp, "count": count, "udp": udpRaw,
 	}
 	f, ok := cmds[os.Args[1]]
 	if !ok {
@@ -311,3 +312,28 @@ func count(args []string) error {
 }
 
 func containsBytes(b, sub []byte) bool { return strings.Contains(string(b), string(sub)) }
+
+// udpRaw sends a datagram made of the given bytes, as captured: the way a
+// test replays or tampers with traffic it recorded.
+func udpRaw(args []string) error {
+	fs := flag.NewFlagSet("udp", flag.ExitOnError)
+	to := fs.String("to", "", "destination IP:PORT")
+	hexData := fs.String("hex", "", "datagram bytes in hex")
+	n := fs.Int("count", 1, "how many copies to send")
+	fs.Parse(args)
+	data, err := hex.DecodeString(*hexData)
+	if err != nil || len(data) == 0 {
+		return fmt.Errorf("-hex: want the datagram's bytes in hex: %v", err)
+	}
+	c, err := net.Dial("udp", *to)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for i := 0; i < *n; i++ {
+		if _, err := c.Write(data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
