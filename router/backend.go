@@ -45,7 +45,7 @@ func (r *Router) Status(ctx context.Context) (api.Status, error) {
 	st := api.Status{
 		Name: r.name.String(), Nickname: r.cfg.Nickname, Version: r.cfg.Version,
 		Ready: r.ready.Load(), Port: r.cfg.Port, DataPort: r.cfg.DataPort, OverlayMTU: r.cfg.MTU,
-		Encryption: len(r.cfg.Password) > 0,
+		Encryption:  len(r.cfg.Password) > 0,
 		Connections: map[string]int{ConnEstablished: 0, ConnRelayed: 0, ConnConnecting: 0, ConnFailed: 0},
 		Datapaths:   map[string]int{},
 	}

@@ -26,7 +26,7 @@ type batch struct {
 	e     *Engine
 	pkts  []conn.OutPacket
 	to    []*peerState
-	clear []bool // per packet: send as is, never sealed (handshakes)
+	clear []bool                 // per packet: send as is, never sealed (handshakes)
 	slots [maxBatchPkts][][]byte // iovec backing per packet, kept across flushes
 	arena []byte                 // header bytes; fixed capacity, so slices of it stay valid
 	open  []openDgram
