@@ -1,6 +1,7 @@
 // Command demo shows weave at work on one machine: three simulated hosts
 // (network namespaces on a private underlay), a router launched on each,
-// two containers per host, and every container pinging every other across
+// two containers per host attached by name (weave allocates their
+// addresses), and every container pinging every other by DNS name across
 // the overlay. Run it as root after scripts/deps.sh:
 //
 //	go run ./demo            run, show, clean up
@@ -32,9 +33,6 @@ const (
 	prefix  = "wvdemo-"
 	hosts   = 3
 	perHost = 2
-	// useDNS switches the pings from addresses to names registered with
-	// `weave attach --name`, resolved as NAME.weave.local.
-	useDNS = true
 )
 
 // demoDir holds the weave binary, the routers' data dirs and logs.
@@ -83,15 +81,12 @@ func kept() bool {
 // container is a demo container and where it lives.
 type container struct {
 	*harness.Container
-	cidr string
 }
 
-// target is what others ping to reach c.
+// target is what others ping to reach c: the name it was attached with,
+// resolved by weaveDNS as NAME.weave.local.
 func (c container) target() string {
-	if useDNS {
-		return c.Name + ".weave.local"
-	}
-	return c.IP()
+	return c.Name + ".weave.local"
 }
 
 func step(format string, args ...any) {
@@ -180,16 +175,15 @@ func run(keep, verbose bool) (err error) {
 			if err != nil {
 				return err
 			}
-			cidr := fmt.Sprintf("10.32.%d.%d/12", h.Index, n)
-			args := []string{cidr}
-			if useDNS {
-				args = append([]string{"--name", name}, args...)
-			}
+			// No address given: the router allocates one from the
+			// mesh's range (IPAM) and registers the name (weaveDNS).
+			args := []string{"--name", name}
 			fmt.Printf("    %s$ weave attach %s %s\n", h.Name, strings.Join(args, " "), c.NS.Name)
 			if err := c.AttachArgs(args...); err != nil {
 				return err
 			}
-			ctrs = append(ctrs, container{c, cidr})
+			fmt.Printf("        %s got %s\n", name, strings.Join(c.CIDRs(), " "))
+			ctrs = append(ctrs, container{c})
 		}
 	}
 
@@ -330,8 +324,8 @@ The demo is still running. Explore it as root:
     ip netns exec %[1]s %[2]s status peers
     ip netns exec %[1]s %[2]s status connections
     ip netns exec %[1]s %[2]s ps
-    ip netns exec %[3]sc1 ping 10.32.2.1           # c1 on host1 -> c3 on host2
-    ip netns exec %[3]sc1 ping c3.weave.local      # the same, by name (weaveDNS)
+    ip netns exec %[3]sc1 ping c3.weave.local      # c1 on host1 -> c3 on host2, by name (weaveDNS)
+    ip netns exec %[1]s %[2]s status ipam          # how the address range is shared out
     ip netns exec %[3]sc1 dig c4.weave.local       # answered inside c1 at 127.0.0.153
     ip netns exec %[1]s %[2]s status dns
     ip netns exec %[3]sc1 ip addr show ethwe

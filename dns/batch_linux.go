@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -18,11 +17,6 @@ import (
 // goroutine: nothing in it is safe for concurrent use.
 type batchConn struct {
 	raw syscall.RawConn
-	// fd >= 0: a blocking socket read with plain system calls instead of
-	// the runtime's poller.
-	fd      int
-	file    *os.File
-	closing atomic.Bool
 
 	// Receiving: one buffer per message.
 	rmsgs  []unix.Mmsghdr
@@ -50,7 +44,6 @@ func newBatchConn(c *net.UDPConn, batch, bufSize int) (*batchConn, error) {
 		return nil, err
 	}
 	b := &batchConn{
-		fd:     -1,
 		raw:    raw,
 		rmsgs:  make([]unix.Mmsghdr, batch),
 		riovs:  make([]unix.Iovec, batch),
@@ -84,22 +77,6 @@ func (b *batchConn) read() (int, error) {
 		b.rmsgs[i].Len = 0
 	}
 	b.rn, b.rgot, b.rerrno = len(b.rmsgs), 0, 0
-	if b.fd >= 0 {
-		for {
-			n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(b.fd), uintptr(unsafe.Pointer(&b.rmsgs[0])), uintptr(b.rn), unix.MSG_WAITFORONE, 0, 0)
-			if b.closing.Load() {
-				return 0, net.ErrClosed
-			}
-			switch e {
-			case 0:
-				return int(n), nil
-			case unix.EINTR, unix.EAGAIN:
-				continue
-			default:
-				return 0, os.NewSyscallError("recvmmsg", e)
-			}
-		}
-	}
 	if err := b.raw.Read(b.rfn); err != nil {
 		return 0, err
 	}
@@ -169,11 +146,7 @@ func (b *batchConn) flush() (refused int, err error) {
 		return 0, nil
 	}
 	b.wsent, b.werrs = 0, 0
-	if b.fd >= 0 {
-		b.writeFn(uintptr(b.fd))
-	} else {
-		err = b.raw.Write(b.wfn)
-	}
+	err = b.raw.Write(b.wfn)
 	for i := range b.wn {
 		b.wiovs[i].Base = nil
 	}

@@ -12,6 +12,8 @@
 //     servers of the host.
 //   - Server runs the Handler on UDP and TCP listeners in the host's
 //     network namespace and inside each attached container's namespace.
+//     UDP queries are read and answered in batches (recvmmsg, sendmmsg),
+//     the common ones by a fast path straight from the query's bytes.
 //   - resolv.conf helpers read the host's upstream servers and write the
 //     file `ip netns exec` gives a named namespace.
 //

@@ -16,7 +16,6 @@ import (
 	mdns "github.com/miekg/dns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 )
 
 // Timings and sizes of the listeners.
@@ -200,16 +199,9 @@ func (s *Server) shutdown(l *listener) {
 			s.log.Debug("dns: stop listener", "addr", l.Addr, "err", err)
 		}
 	}
-	if l.loop != nil && l.loop.bc.fd >= 0 {
-		l.loop.bc.closing.Store(true)
-		unix.Shutdown(l.loop.bc.fd, unix.SHUT_RD)
-	}
 	l.pc.Close()
 	if l.loop != nil {
 		<-l.loop.done
-		if l.loop.bc.file != nil {
-			l.loop.bc.file.Close()
-		}
 	}
 }
 

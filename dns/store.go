@@ -486,8 +486,7 @@ func (s *Store) AppendNames(dst []string, addr netip.Addr) []string {
 	return dst
 }
 
-// Lookup returns the addresses of a canonical name, sorted, and whether
-// it has any.
+// Lookup returns the addresses of a canonical name, sorted.
 func (s *Store) Lookup(name string) []netip.Addr {
 	addrs, _ := s.AppendAddrs(nil, name)
 	slices.SortFunc(addrs, func(a, b netip.Addr) int { return a.Compare(b) })
@@ -793,12 +792,23 @@ func (s *Store) MergeFull(data []byte) error {
 	if sender == s.self {
 		return nil
 	}
-	var pull []peer.Name
+	var differ []peer.Name
 	s.mu.RLock()
 	for _, d := range ds {
 		os := s.owners[d.owner]
 		if os == nil || os.floor != d.floor || os.hash != d.hash {
-			pull = append(pull, d.owner)
+			differ = append(differ, d.owner)
+		}
+	}
+	s.mu.RUnlock()
+	// Owners the membership no longer lists are being forgotten: pulling
+	// them would only bring them back.
+	s.knowPeers(differ...)
+	var pull []peer.Name
+	s.mu.RLock()
+	for _, o := range differ {
+		if _, listed := s.peers[o]; listed || o == s.self {
+			pull = append(pull, o)
 		}
 	}
 	s.mu.RUnlock()

@@ -372,6 +372,16 @@ func TestStoreDeadPeer(t *testing.T) {
 	if recs := b.Records(); len(recs) != 0 {
 		t.Errorf("records of a forgotten peer: %+v", recs)
 	}
+	// A peer that still holds them does not bring them back.
+	c := m.add(pC)
+	c.mu.Lock()
+	c.ownerLocked(pA, m.clock()).entries[recKey{name: web, addr: netip.MustParseAddr("10.32.1.5")}] = entry{version: 1}
+	c.owners[pA].hash = 42
+	c.mu.Unlock()
+	m.pushPull(c, b)
+	if recs := b.Records(); len(recs) != 0 {
+		t.Errorf("a forgotten peer's records came back: %+v", recs)
+	}
 }
 
 func TestStoreUnknownOwnerHidden(t *testing.T) {

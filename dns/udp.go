@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 
 	mdns "github.com/miekg/dns"
@@ -39,14 +38,6 @@ func newUDPLoop(h *Handler, log *slog.Logger, conn *net.UDPConn, wg *sync.WaitGr
 	bc, err := newBatchConn(conn, udpBatch, maxUDPQuery)
 	if err != nil {
 		return nil, err
-	}
-	if os.Getenv("WEAVE_DNS_BLOCKING") != "" {
-		f, err := conn.File()
-		if err != nil {
-			return nil, err
-		}
-		bc.fd = int(f.Fd())
-		bc.file = f
 	}
 	l := &udpLoop{h: h, log: log, conn: conn, bc: bc, out: make([][]byte, udpBatch),
 		slow: make(chan struct{}, maxSlowInFlight), wg: wg, done: make(chan struct{})}

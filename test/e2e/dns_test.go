@@ -390,7 +390,8 @@ func TestDNS(t *testing.T) {
 		if out, err := h2.Weave(append(append([]string{"dns-add"}, ips...), "big")...); err != nil {
 			t.Fatalf("dns-add: %v %s", err, out)
 		}
-		waitDig(t, dnsSpread, q, func(r digResult) error {
+		// Forty records are forty deltas: they take a few gossip rounds.
+		waitDig(t, 30*time.Second, q, func(r digResult) error {
 			if len(r.answers) != 40 {
 				return fmt.Errorf("%d answers", len(r.answers))
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,18 +37,33 @@ func sortContainers(cs []*Container) {
 func (c *Container) Attach(cidrs ...string) error { return c.AttachArgs(cidrs...) }
 
 // AttachArgs runs `weave attach args... <netns>` on the host, for flags such
-// as --name; arguments that parse as IP/prefix are remembered as the
-// container's addresses.
+// as --name, and remembers the addresses the endpoint got: those weave
+// attach prints (allocated ones included), else the arguments that parse as
+// IP/prefix.
 func (c *Container) AttachArgs(args ...string) error {
 	argv := append([]string{"attach"}, args...)
 	argv = append(argv, c.NS.Name)
-	if out, err := c.Host.Weave(argv...); err != nil {
+	out, err := c.Host.Weave(argv...)
+	if err != nil {
 		return fmt.Errorf("%s: weave attach: %w (output %q)", c.Name, err, strings.TrimSpace(out))
+	}
+	var got []string
+	for _, f := range strings.Fields(out) {
+		if _, err := netip.ParsePrefix(f); err == nil {
+			got = append(got, f)
+		}
+	}
+	if len(got) == 0 {
+		for _, a := range args {
+			if _, err := netip.ParsePrefix(a); err == nil {
+				got = append(got, a)
+			}
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, a := range args {
-		if _, err := netip.ParsePrefix(a); err == nil {
+	for _, a := range got {
+		if !slices.Contains(c.cidrs, a) {
 			c.cidrs = append(c.cidrs, a)
 		}
 	}
