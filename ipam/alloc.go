@@ -417,6 +417,13 @@ func (a *Allocator) TryAllocate(owner string, subnet netip.Prefix) (netip.Prefix
 	base := a.ring.Base()
 	avail := ivalsIntersect(a.verified, []ival{want})
 	off, ok := a.findFreeLocked(avail)
+	if !ok && a.ownsUnverifiedLocked(want) {
+		// Our own space that is not usable yet (settling after a reclaim,
+		// or being checked against the host): wait for it rather than
+		// ask others.
+		a.mu.Unlock()
+		return netip.Prefix{}, fmt.Errorf("%w: this peer's space in %s is not verified yet (settling after a reclaim, or a check against the host); try again shortly", ErrUnavailable, subnet)
+	}
 	if !ok {
 		send, to, err := a.requestDonationLocked(subnet, want)
 		a.mu.Unlock()
@@ -527,6 +534,21 @@ func (a *Allocator) requestDonationLocked(subnet netip.Prefix, want ival) ([]byt
 	d.inFlight, d.to, d.sent = true, best, now
 	a.log.Debug("asking for address space", "peer", best, "subnet", subnet)
 	return appendDonateRequest(nil, a.ring.ID, subnet), best, errWaiting
+}
+
+// ownsUnverifiedLocked reports whether this peer owns addresses in want
+// that are not verified yet.
+func (a *Allocator) ownsUnverifiedLocked(want ival) bool {
+	for _, s := range a.ring.Spans {
+		if s.Owner != a.self {
+			continue
+		}
+		mine := ivalsIntersect([]ival{{s.Start, s.End}}, []ival{want})
+		if ivalsSize(mine) > ivalsSize(ivalsIntersect(mine, a.verified)) {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *Allocator) countInLocked(want ival) int {

@@ -336,7 +336,7 @@ func TestIPAMRestart(t *testing.T) {
 func TestIPAMReclaim(t *testing.T) {
 	cl := startIPAM(t, 3, "--ipalloc-reclaim-after=5s")
 	h1, h2, h3 := cl.Host(1), cl.Host(2), cl.Host(3)
-	attachMany(t, []*harness.Host{h3}, 2, "k")
+	gone := attachMany(t, []*harness.Host{h3}, 2, "k")
 	st, err := ipamStatus(h3)
 	if err != nil {
 		t.Fatal(err)
@@ -387,5 +387,26 @@ func TestIPAMReclaim(t *testing.T) {
 		t.Errorf("survivors disagree on the split: %v vs %v", share(s1), share(s2))
 	}
 	attachMany(t, []*harness.Host{h1, h2}, 2, "m")
+	checkUnique(t, []*harness.Host{h1, h2})
+
+	// The reclaimed space is used again: an allocation inside the small
+	// subnet around one of host3's old addresses succeeds on a survivor,
+	// and lands in what was host3's share.
+	old := gone[0].addr
+	sub := netip.PrefixFrom(old, 29).Masked()
+	for _, h := range []*harness.Host{h1, h2} {
+		c, err := h.AddContainer(fmt.Sprintf("r%d", h.Index))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps, err := attachAuto(c, "net:"+sub.String())
+		if err != nil {
+			t.Fatalf("allocate in host3's former space %s on %s: %v", sub, h.Name, err)
+		}
+		if !sub.Contains(ps[0].Addr()) {
+			t.Fatalf("%s: asked for %s, got %s", h.Name, sub, ps[0])
+		}
+		t.Logf("%s allocated %s in host3's former space (host3 had %s)", h.Name, ps[0], old)
+	}
 	checkUnique(t, []*harness.Host{h1, h2})
 }
