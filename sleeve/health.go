@@ -56,8 +56,11 @@ func (e *Engine) healthTick(b *batch, buf *[]byte, now int64, beat bool) {
 	changed := false
 	timeout := int64(e.o.LinkTimeout)
 	sec := e.o.Secure
-	if sec != nil && beat {
-		sec.Expire()
+	if sec != nil {
+		sec.Tick(time.Unix(0, now))
+		if beat {
+			sec.Expire()
+		}
 	}
 	for _, p := range *e.peers.Load() {
 		hearing := now-p.lastHeard.Load() < timeout
