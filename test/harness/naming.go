@@ -55,6 +55,10 @@ type SweepReport struct {
 	Killed     []int // processes that were still running inside a removed namespace
 }
 
+// etcNetnsDir holds per-namespace configuration files (resolv.conf) that
+// ip netns exec bind-mounts over /etc.
+const etcNetnsDir = "/etc/netns"
+
 // Empty reports whether Sweep found nothing to remove.
 func (r SweepReport) Empty() bool {
 	return len(r.Namespaces)+len(r.Links)+len(r.Dirs)+len(r.Killed) == 0
@@ -64,7 +68,8 @@ func (r SweepReport) Empty() bool {
 // directories whose names carry a NewPrefix prefix of a process that is no
 // longer alive. Processes still running inside such a namespace were put
 // there by that dead run (nothing else enters these namespaces) and are
-// killed so that the namespace really goes away. Nothing else is touched.
+// killed so that the namespace really goes away. Leftover /etc/netns/NAME
+// directories of such namespaces go too. Nothing else is touched.
 func Sweep(log *slog.Logger) (SweepReport, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -108,6 +113,25 @@ func Sweep(log *slog.Logger) (SweepReport, error) {
 		}
 		log.Info("swept link", "link", ifc.Name)
 		rep.Links = append(rep.Links, ifc.Name)
+	}
+
+	// Per-namespace files ip netns exec mounts (weaveDNS writes a
+	// resolv.conf there for each named container namespace).
+	etcDirs, err := os.ReadDir(etcNetnsDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("list %s: %w", etcNetnsDir, err))
+	}
+	for _, d := range etcDirs {
+		if !d.IsDir() || !dead(d.Name()) {
+			continue
+		}
+		p := filepath.Join(etcNetnsDir, d.Name())
+		if err := os.RemoveAll(p); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", p, err))
+			continue
+		}
+		log.Info("swept directory", "dir", p)
+		rep.Dirs = append(rep.Dirs, p)
 	}
 
 	tmp := os.TempDir()
