@@ -9,11 +9,17 @@ import (
 	"strings"
 )
 
+// Validator is a request type that checks itself; DecodeRequest calls it.
+type Validator interface {
+	Validate() error
+}
+
 // DecodeRequest reads r's JSON body into v. The body is untrusted: it is
 // limited to MaxRequestBytes (413 beyond), must be one well-formed JSON
-// value of the right shape with nothing after it (400 otherwise). Unknown
-// fields are ignored so that newer clients work with older routers. The
-// error it returns is ready for WriteError.
+// value of the right shape with nothing after it (400 otherwise), and when
+// v is a Validator it must pass Validate. Unknown fields are ignored so that
+// newer clients work with older routers. The error it returns is ready for
+// WriteError.
 func DecodeRequest(w http.ResponseWriter, r *http.Request, v any) error {
 	body := http.MaxBytesReader(w, r.Body, MaxRequestBytes)
 	dec := json.NewDecoder(body)
@@ -26,6 +32,9 @@ func DecodeRequest(w http.ResponseWriter, r *http.Request, v any) error {
 			return decodeError(err)
 		}
 		return BadRequest("request body has data after the JSON value")
+	}
+	if val, ok := v.(Validator); ok {
+		return val.Validate()
 	}
 	return nil
 }

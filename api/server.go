@@ -336,15 +336,9 @@ func (s *Server) routes() {
 	s.mux.Handle("POST /connect", peersHandler(s.backend.Connect))
 	s.mux.Handle("POST /forget", peersHandler(s.backend.Forget))
 	s.mux.Handle("POST /attach", bodyHandler(func(r *http.Request, req AttachRequest) (any, error) {
-		if err := req.Validate(); err != nil {
-			return nil, err
-		}
 		return s.backend.Attach(r.Context(), req)
 	}))
 	s.mux.Handle("POST /detach", bodyHandler(func(r *http.Request, req DetachRequest) (any, error) {
-		if err := req.Validate(); err != nil {
-			return nil, err
-		}
 		return s.backend.Detach(r.Context(), req)
 	}))
 	s.mux.Handle("POST /stop", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -368,7 +362,8 @@ func (h jsonHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, v)
 }
 
-// bodyHandler decodes a request body of type T and answers like jsonHandler.
+// bodyHandler decodes (and validates) a request body of type T and answers
+// like jsonHandler.
 func bodyHandler[T any](fn func(r *http.Request, req T) (any, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req T
@@ -382,9 +377,6 @@ func bodyHandler[T any](fn func(r *http.Request, req T) (any, error)) http.Handl
 
 func peersHandler(fn func(context.Context, []string) error) http.Handler {
 	return bodyHandler(func(r *http.Request, req PeersRequest) (any, error) {
-		if err := req.Validate(); err != nil {
-			return nil, err
-		}
 		return struct{}{}, fn(r.Context(), req.Peers)
 	})
 }

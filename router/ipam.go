@@ -344,10 +344,6 @@ func (h *ipamHook) serveRmpeer(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, err)
 		return
 	}
-	if err := req.Validate(); err != nil {
-		api.WriteError(w, err)
-		return
-	}
 	var resp api.RmpeerResponse
 	for _, s := range req.Peers {
 		name, err := h.resolvePeer(s)
@@ -393,10 +389,6 @@ func (h *ipamHook) resolvePeer(s string) (peer.Name, error) {
 func (h *ipamHook) serveExpose(w http.ResponseWriter, r *http.Request) {
 	var req api.ExposeRequest
 	if err := api.DecodeRequest(w, r, &req); err != nil {
-		api.WriteError(w, err)
-		return
-	}
-	if err := req.Validate(); err != nil {
 		api.WriteError(w, err)
 		return
 	}
@@ -465,10 +457,6 @@ func (h *ipamHook) exposeOne(ctx context.Context, item string) (netip.Prefix, er
 func (h *ipamHook) serveHide(w http.ResponseWriter, r *http.Request) {
 	var req api.ExposeRequest
 	if err := api.DecodeRequest(w, r, &req); err != nil {
-		api.WriteError(w, err)
-		return
-	}
-	if err := req.Validate(); err != nil {
 		api.WriteError(w, err)
 		return
 	}
