@@ -224,11 +224,26 @@ func dnsperf(ctx context.Context, c *harness.Container, server, queryFile string
 	}
 	rctx, cancel := context.WithTimeout(ctx, d+60*time.Second)
 	defer cancel()
-	out, err := c.Output(rctx, args...)
+	if !latencies {
+		out, err := c.Output(rctx, args...)
+		if err != nil {
+			return perfResult{}, err
+		}
+		return parseDNSPerf(strings.NewReader(out))
+	}
+	// With -v dnsperf prints a line per query. Into a file, not a pipe
+	// this process drains, so reading its output does not compete with
+	// the servers for the CPU while latency is measured.
+	f, err := os.CreateTemp("", "dnsperf-*.out")
 	if err != nil {
 		return perfResult{}, err
 	}
-	return parseDNSPerf(strings.NewReader(out))
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if _, err := c.Output(rctx, append([]string{"sh", "-c", `exec "$@" > "$0"`, f.Name()}, args...)...); err != nil {
+		return perfResult{}, err
+	}
+	return parseDNSPerf(bufio.NewReaderSize(f, 1<<20))
 }
 
 // parseDNSPerf reads dnsperf's summary and, with -v, the latency of every
