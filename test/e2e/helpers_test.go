@@ -144,13 +144,19 @@ func ping(ctx context.Context, c *harness.Container, dst string, args ...string)
 // the deadline), several pairs at a time, and reports every failing pair.
 func pingAll(t *testing.T, ctrs []*harness.Container, timeout time.Duration) {
 	t.Helper()
+	pingEach(t, ctrs, func(c *harness.Container) string { return c.IP() }, timeout)
+}
+
+// pingEach is pingAll with the address of each container given by addr.
+func pingEach(t *testing.T, ctrs []*harness.Container, addr func(*harness.Container) string, timeout time.Duration) {
+	t.Helper()
 	ctx := ctxFor(t, timeout)
 	var (
 		mu     sync.Mutex
 		failed []string
 		wg     sync.WaitGroup
 	)
-	sem := make(chan struct{}, 6)
+	sem := make(chan struct{}, 8)
 	for _, a := range ctrs {
 		for _, b := range ctrs {
 			if a == b {
@@ -161,9 +167,9 @@ func pingAll(t *testing.T, ctrs []*harness.Container, timeout time.Duration) {
 				defer wg.Done()
 				sem <- struct{}{}
 				defer func() { <-sem }()
-				if err := ping(ctx, a, b.IP()); err != nil {
+				if err := ping(ctx, a, addr(b)); err != nil {
 					mu.Lock()
-					failed = append(failed, fmt.Sprintf("%s -> %s: %v", a.Name, b.Name, err))
+					failed = append(failed, fmt.Sprintf("%s -> %s (%s): %v", a.Name, b.Name, addr(b), err))
 					mu.Unlock()
 				}
 			}()

@@ -163,38 +163,17 @@ func checkUnique(t *testing.T, hosts []*harness.Host) int {
 	return len(seen)
 }
 
-// pingPairs has every container ping every other, several at a time.
+// pingPairs has every placed container ping every other at the address it
+// was given.
 func pingPairs(t *testing.T, ps []placed, timeout time.Duration) {
 	t.Helper()
-	ctx := ctxFor(t, timeout)
-	var (
-		mu     sync.Mutex
-		failed []string
-		wg     sync.WaitGroup
-	)
-	sem := make(chan struct{}, 8)
-	for _, a := range ps {
-		for _, b := range ps {
-			if a.c == b.c {
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				sem <- struct{}{}
-				defer func() { <-sem }()
-				if err := ping(ctx, a.c, b.addr.String()); err != nil {
-					mu.Lock()
-					failed = append(failed, fmt.Sprintf("%s -> %s (%s): %v", a.c.Name, b.c.Name, b.addr, err))
-					mu.Unlock()
-				}
-			}()
-		}
+	addrs := map[*harness.Container]string{}
+	var ctrs []*harness.Container
+	for _, p := range ps {
+		addrs[p.c] = p.addr.String()
+		ctrs = append(ctrs, p.c)
 	}
-	wg.Wait()
-	if len(failed) > 0 {
-		t.Errorf("%d of %d pairs cannot ping:\n%s", len(failed), len(ps)*(len(ps)-1), strings.Join(failed, "\n"))
-	}
+	pingEach(t, ctrs, func(c *harness.Container) string { return addrs[c] }, timeout)
 }
 
 // TestIPAMConcurrentAttach: three hosts split the range by consensus; 30
