@@ -225,7 +225,7 @@ func FuzzDecodeRing(f *testing.F) {
 
 func FuzzDecodeState(f *testing.F) {
 	r, _ := NewRing(testRange, names(1, 2))
-	f.Add(appendState(nil, 1, r, map[peer.Name]entry{2: {Seq: 5, Flags: flagWaiting, PropHash: 9, PropSize: 2, Allocated: 3}}))
+	f.Add(appendState(nil, 1, r, map[peer.Name]entry{2: {Seq: 5, Flags: flagWaiting, Paxos: claims{Promise: proposalID{2, 7}, Accepted: proposalID{2, 7}, Value: encodeNames([]peer.Name{2, 7})}, Allocated: 3}}))
 	f.Add(appendState(nil, 1, nil, nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		st, err := decodeState(b)
@@ -243,9 +243,12 @@ func FuzzDecodeState(f *testing.F) {
 func FuzzDecodeMessage(f *testing.F) {
 	r, _ := NewRing(testRange, names(1, 2))
 	f.Add(appendDonateRequest(nil, 7, testRange))
-	f.Add(appendDonateReply(nil, 7, r))
-	f.Add(appendDonateReply(nil, 7, nil))
+	f.Add(appendDonateReply(nil, 7, r, 0))
+	f.Add(appendDonateReply(nil, 7, nil, refusedFull))
 	f.Add(appendMessageHeader(nil, msgStateRequest, 7))
+	f.Add(appendClaim(nil, 7, []uint32{1, 2, 3}))
+	f.Add(appendClaimReply(nil, 7, []claimAnswer{{1, claimGranted}, {2, claimConflict}}, r))
+	f.Add(appendClaimReply(nil, 7, nil, nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = decodeMessage(b)
 	})

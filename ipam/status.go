@@ -42,7 +42,20 @@ type Status struct {
 	Allocations []Allocation
 	// Unverified counts owned addresses not yet checked against the host.
 	Unverified uint64
-	Conflicts  []string
+	// Quarantined counts reclaimed addresses held back now, until
+	// QuarantineUntil at the latest.
+	Quarantined     uint64
+	QuarantineUntil time.Time
+	// PendingClaims counts addresses this peer's endpoints hold in space
+	// others own, being claimed back.
+	PendingClaims int
+	// Consensus says how the initial split stands while there is none.
+	Consensus string
+	// Conflicts are separately initialised rings met on the mesh;
+	// AddressConflicts addresses found handed out twice.
+	Conflicts        []string
+	AddressConflicts []string
+	Counters         Counters
 }
 
 // Status returns the Allocator's state.
@@ -53,6 +66,19 @@ func (a *Allocator) Status() Status {
 	st := Status{
 		Range: a.opts.Range, DefaultSubnet: a.opts.DefaultSubnet, Init: a.opts.Init.String(),
 		ReclaimAfter: a.opts.ReclaimAfter, Conflicts: a.conflictList(),
+		AddressConflicts: a.clashListLocked(), PendingClaims: len(a.lostLocked()), Counters: a.counts,
+	}
+	if a.ring == nil {
+		st.Consensus = a.consensusStatusLocked()
+	}
+	now := a.opts.Now()
+	for _, q := range a.quarantine {
+		if now.Before(q.until) {
+			st.Quarantined += ivalsSize([]ival{q.ival})
+			if q.until.After(st.QuarantineUntil) {
+				st.QuarantineUntil = q.until
+			}
+		}
 	}
 	if err := a.usableLocked(); err != nil {
 		st.Reason = err.Error()

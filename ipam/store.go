@@ -23,9 +23,10 @@ import (
 type Store interface {
 	// Load returns what was saved; Fresh is set when nothing ever was.
 	Load() (Saved, error)
-	// SaveState replaces the ring and verified spans, and whether the
-	// peer still has to hear every other owner before allocating.
-	SaveState(ring []byte, verified []ival, syncing bool) error
+	// SaveState replaces the peer's state: the ring, its verified,
+	// quarantined and reclaimed spans, whether it still has to hear every
+	// other owner before allocating, and its consensus claims.
+	SaveState(st State) error
 	// PutAlloc records an allocation.
 	PutAlloc(addr uint32, owner string) error
 	// DeleteAllocs forgets allocations.
@@ -35,18 +36,71 @@ type Store interface {
 	Close() error
 }
 
+// State is what SaveState writes as one unit.
+type State struct {
+	Ring     []byte // encoded; nil before the range is split
+	Verified []ival
+	// Quarantine is reclaimed space not to be used before its time.
+	Quarantine []quarantined
+	// Reclaimed is owned space that was reclaimed from another peer:
+	// allocated from, and donated, only when nothing else is free.
+	Reclaimed []ival
+	Syncing   bool
+	Paxos     claims
+}
+
 // Saved is a Store's content.
 type Saved struct {
-	Fresh    bool
-	Ring     []byte
-	Verified []ival
-	Syncing  bool
-	Allocs   map[uint32]string
-	Beat     time.Time
+	State
+	Fresh  bool
+	Allocs map[uint32]string
+	Beat   time.Time
 }
 
 // ival is a run of offsets [start, end) of the range.
 type ival struct{ start, end uint32 }
+
+// quarantined is a run of reclaimed offsets unusable until a time.
+type quarantined struct {
+	ival
+	until time.Time
+}
+
+func appendQuarantine(b []byte, q []quarantined) []byte {
+	b = binary.AppendUvarint(b, uint64(len(q)))
+	for _, v := range q {
+		b = binary.AppendUvarint(b, uint64(v.start))
+		b = binary.AppendUvarint(b, uint64(v.end-v.start))
+		b = binary.BigEndian.AppendUint64(b, uint64(v.until.UnixNano()))
+	}
+	return b
+}
+
+func decodeQuarantine(b []byte) ([]quarantined, error) {
+	count, n := binary.Uvarint(b)
+	if n <= 0 || count > uint64(len(b)) {
+		return nil, errors.New("quarantine count is malformed")
+	}
+	b = b[n:]
+	out := make([]quarantined, 0, count)
+	for i := uint64(0); i < count; i++ {
+		s, n1 := binary.Uvarint(b)
+		if n1 <= 0 {
+			return nil, errors.New("quarantine is malformed")
+		}
+		l, n2 := binary.Uvarint(b[n1:])
+		if n2 <= 0 || l == 0 || s+l > 1<<32 || len(b) < n1+n2+8 {
+			return nil, errors.New("quarantine is malformed")
+		}
+		until := time.Unix(0, int64(binary.BigEndian.Uint64(b[n1+n2:])))
+		b = b[n1+n2+8:]
+		out = append(out, quarantined{ival{uint32(s), uint32(s + l)}, until})
+	}
+	if len(b) != 0 {
+		return nil, errors.New("quarantine has trailing bytes")
+	}
+	return out, nil
+}
 
 func appendIvals(b []byte, iv []ival) []byte {
 	b = binary.AppendUvarint(b, uint64(len(iv)))
@@ -97,6 +151,10 @@ var (
 	keyRing     = []byte("ring")
 	keyVerified = []byte("verified")
 	keySyncing  = []byte("syncing")
+	// Added after the first release; files without them read as empty.
+	keyQuarantine = []byte("quarantine")
+	keyReclaimed  = []byte("reclaimed")
+	keyPaxos      = []byte("paxos")
 )
 
 const storeFormat = 1
@@ -263,6 +321,30 @@ func (s *BoltStore) Load() (out Saved, err error) {
 			}
 			out.Verified = iv
 		}
+		if v := st.Get(keyQuarantine); v != nil {
+			q, err := decodeQuarantine(v)
+			if err != nil {
+				return s.corrupt("quarantined spans", err)
+			}
+			out.Quarantine = q
+		}
+		if v := st.Get(keyReclaimed); v != nil {
+			iv, err := decodeIvals(v)
+			if err != nil {
+				return s.corrupt("reclaimed spans", err)
+			}
+			out.Reclaimed = iv
+		}
+		if v := st.Get(keyPaxos); v != nil {
+			c, rest, err := decodeClaims(v)
+			if err == nil && len(rest) != 0 {
+				err = errors.New("trailing bytes")
+			}
+			if err != nil {
+				return s.corrupt("consensus claims", err)
+			}
+			out.Paxos = c
+		}
 		out.Syncing = len(st.Get(keySyncing)) == 1 && st.Get(keySyncing)[0] == 1
 		if b := tx.Bucket(bucketMeta).Get(keyBeat); len(b) == 8 {
 			out.Beat = time.Unix(0, int64(binary.BigEndian.Uint64(b)))
@@ -275,25 +357,32 @@ func (s *BoltStore) Load() (out Saved, err error) {
 			return nil
 		})
 	})
-	out.Fresh = out.Ring == nil && len(out.Allocs) == 0
+	out.Fresh = out.Ring == nil && len(out.Allocs) == 0 && !out.Paxos.Promise.valid()
 	return out, err
 }
 
 // SaveState implements Store.
-func (s *BoltStore) SaveState(ring []byte, verified []ival, syncing bool) error {
+func (s *BoltStore) SaveState(state State) error {
+	sy := []byte{0}
+	if state.Syncing {
+		sy[0] = 1
+	}
+	kv := [][2][]byte{
+		{keyRing, state.Ring},
+		{keySyncing, sy},
+		{keyVerified, appendIvals(nil, state.Verified)},
+		{keyQuarantine, appendQuarantine(nil, state.Quarantine)},
+		{keyReclaimed, appendIvals(nil, state.Reclaimed)},
+		{keyPaxos, appendClaims(nil, state.Paxos)},
+	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		st := tx.Bucket(bucketState)
-		if err := st.Put(keyRing, ring); err != nil {
-			return err
+		for _, x := range kv {
+			if err := st.Put(x[0], x[1]); err != nil {
+				return err
+			}
 		}
-		sy := []byte{0}
-		if syncing {
-			sy[0] = 1
-		}
-		if err := st.Put(keySyncing, sy); err != nil {
-			return err
-		}
-		return st.Put(keyVerified, appendIvals(nil, verified))
+		return nil
 	})
 }
 
@@ -354,20 +443,25 @@ func (m *MemStore) Load() (Saved, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := m.saved
-	out.Ring = slices.Clone(m.saved.Ring)
-	out.Verified = slices.Clone(m.saved.Verified)
+	out.State = cloneState(m.saved.State)
 	out.Allocs = maps.Clone(m.saved.Allocs)
 	out.Fresh = m.fresh && len(out.Allocs) == 0 && out.Ring == nil
 	return out, nil
 }
 
+func cloneState(st State) State {
+	st.Ring = slices.Clone(st.Ring)
+	st.Verified = slices.Clone(st.Verified)
+	st.Quarantine = slices.Clone(st.Quarantine)
+	st.Reclaimed = slices.Clone(st.Reclaimed)
+	return st
+}
+
 // SaveState implements Store.
-func (m *MemStore) SaveState(ring []byte, verified []ival, syncing bool) error {
+func (m *MemStore) SaveState(st State) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.saved.Syncing = syncing
-	m.saved.Ring = slices.Clone(ring)
-	m.saved.Verified = slices.Clone(verified)
+	m.saved.State = cloneState(st)
 	m.fresh = false
 	return nil
 }
