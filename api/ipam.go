@@ -26,8 +26,34 @@ type IPAMStatus struct {
 	Allocations []IPAMAllocation `json:"allocations"`
 	// Unverified counts owned addresses not yet checked against the host.
 	Unverified uint64 `json:"unverified,omitempty"`
-	// Conflicts describe separately initialised rings met on the mesh.
+	// Consensus says how the initial split stands while there is none:
+	// how many peers are needed, how many were heard from.
+	Consensus string `json:"consensus,omitempty"`
+	// Quarantined counts reclaimed addresses held back, in case their
+	// former owner was only cut off, until QuarantineUntil at the latest.
+	Quarantined     uint64 `json:"quarantined,omitempty"`
+	QuarantineUntil string `json:"quarantine_until,omitempty"`
+	// PendingClaims counts addresses this peer's endpoints hold in space
+	// other peers own now, being claimed back.
+	PendingClaims int `json:"pending_claims,omitempty"`
+	// Conflicts describe separately initialised rings met on the mesh,
+	// with the steps to resolve them.
 	Conflicts []string `json:"conflicts,omitempty"`
+	// AddressConflicts describe addresses found handed out twice.
+	AddressConflicts []string `json:"address_conflicts,omitempty"`
+	// Counters count what this peer's allocator did since it started.
+	Counters IPAMCounters `json:"counters"`
+}
+
+// IPAMCounters count a peer's IPAM events since it started.
+type IPAMCounters struct {
+	Donated      uint64 `json:"donated"`
+	Received     uint64 `json:"received"`
+	Reclaims     uint64 `json:"reclaims"`
+	HandedBack   uint64 `json:"handed_back"`
+	ClaimedBack  uint64 `json:"claimed_back"`
+	Conflicts    uint64 `json:"conflicts"`
+	RingsAdopted uint64 `json:"rings_adopted"`
 }
 
 // IPAMPeer is one peer's share of the range.

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -90,9 +92,13 @@ func newIPAMHook(r *Router) (*ipamHook, error) {
 		}
 		r.log.Warn("the allocation range overlaps the host's routes (allowed by --ipalloc-allow-overlap)", "range", cfg.IPAllocRange, "overlaps", lines)
 	}
-	init, err := ipam.ParseInit(cfg.IPAllocInit, len(cfg.Peers)+1)
+	others := otherPeers(cfg.Peers, cfg.Port, cfg.AdvertiseAddr)
+	init, err := ipam.ParseInit(cfg.IPAllocInit, len(others)+1)
 	if err != nil {
 		return nil, err
+	}
+	if n := len(cfg.Peers) - len(others); n > 0 && init.Mode == ipam.ModeConsensus && cfg.IPAllocInit == "" {
+		r.log.Info("peers named on the command line that are this host are not counted for the initial split", "self", n, "others", len(others))
 	}
 	store, err := ipam.OpenBolt(cfg.DataDir, r.name, cfg.IPAllocRange)
 	if err != nil {
@@ -106,7 +112,7 @@ func newIPAMHook(r *Router) (*ipamHook, error) {
 	h.a, err = ipam.New(ipam.Options{
 		Self: r.name, Range: cfg.IPAllocRange, DefaultSubnet: cfg.IPAllocDefaultSubnet, Init: init,
 		ReclaimAfter: reclaim, Settle: min(ipam.DefaultSettle, max(reclaim/2, time.Second)),
-		Store: store, Transport: h.tr, Scan: h.scan, Logger: r.log.With("part", "ipam"),
+		Store: store, Transport: h.tr, Scan: h.scan, Logger: r.log.With("component", "ipam"),
 	})
 	if err != nil {
 		store.Close()
@@ -316,8 +322,13 @@ func (h *ipamHook) serveStatus(w http.ResponseWriter, r *http.Request) {
 	out := api.IPAMStatus{
 		Range: st.Range.String(), DefaultSubnet: st.DefaultSubnet.String(), Init: st.Init,
 		ReclaimAfterSeconds: st.ReclaimAfter.Seconds(), Ready: st.Ready, Reason: st.Reason,
-		Unverified: st.Unverified, Conflicts: st.Conflicts,
-		Peers: []api.IPAMPeer{}, Allocations: []api.IPAMAllocation{},
+		Unverified: st.Unverified, Conflicts: st.Conflicts, AddressConflicts: st.AddressConflicts,
+		Consensus: st.Consensus, Quarantined: st.Quarantined, PendingClaims: st.PendingClaims,
+		Counters: api.IPAMCounters(st.Counters),
+		Peers:    []api.IPAMPeer{}, Allocations: []api.IPAMAllocation{},
+	}
+	if !st.QuarantineUntil.IsZero() {
+		out.QuarantineUntil = st.QuarantineUntil.UTC().Format(time.RFC3339)
 	}
 	if st.RingID != 0 {
 		out.RingID = fmt.Sprintf("%016x", st.RingID)
@@ -494,4 +505,66 @@ func (h *ipamHook) serveHide(w http.ResponseWriter, r *http.Request) {
 		resp.CIDRs = append(resp.CIDRs, q.String())
 	}
 	api.WriteJSON(w, http.StatusOK, resp)
+}
+
+// otherPeers returns the peers named on the command line that are not
+// this host: users give every host the same list, their own address
+// included, and that one must not count as a peer to wait for. A peer
+// is this host when its address (or what its name resolves to) is one of
+// this host's own or the advertised address, on this router's port.
+// Duplicates count once.
+func otherPeers(peers []string, port int, advertise string) []string {
+	local := map[netip.Addr]bool{}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				local[p.Addr().Unmap()] = true
+			}
+		}
+	}
+	if ap, err := netip.ParseAddr(advertise); err == nil {
+		local[ap.Unmap()] = true
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range peers {
+		host, ps, err := net.SplitHostPort(p)
+		if err != nil {
+			host, ps = p, ""
+		}
+		pp := port
+		if ps != "" {
+			if n, err := strconv.Atoi(ps); err == nil {
+				pp = n
+			}
+		}
+		key := net.JoinHostPort(host, strconv.Itoa(pp))
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		if pp == port && isLocalHost(host, local) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func isLocalHost(host string, local map[netip.Addr]bool) bool {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return local[a.Unmap()]
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return false
+	}
+	for _, a := range ips {
+		if local[a.Unmap()] {
+			return true
+		}
+	}
+	return false
 }

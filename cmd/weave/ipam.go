@@ -33,7 +33,7 @@ func (f *ipallocFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.subnet, "ipalloc-default-subnet", "",
 		"subnet of the range that weave attach without an address allocates in (default: the whole range)")
 	fs.StringVar(&f.init, "ipalloc-init", "",
-		"how the range is first split: consensus=N (wait until N peers agree), seed=PEER,PEER,... (split among these peer names at once) or observer (own nothing, ask others); default: consensus among this peer and the peers named on the command line")
+		"how the range is first split: consensus=N (wait until N peers agree), seed=PEER,PEER,... (split among these peer names at once) or observer (own nothing, ask others); default: consensus=N with N this peer plus the other peers named on the command line (this host's own address does not count); the split needs a majority of N")
 	fs.DurationVar(&f.reclaimAfter, "ipalloc-reclaim-after", router.DefaultIPAllocReclaimAfter,
 		"reclaim the space of a peer unreachable this long (0: never; use weave rmpeer)")
 	fs.BoolVar(&f.allowOverlap, "ipalloc-allow-overlap", false,
@@ -174,11 +174,23 @@ func formatIPAM(w io.Writer, st api.IPAMStatus) {
 	} else {
 		fmt.Fprintf(w, "Status: not ready: %s\n", st.Reason)
 	}
+	if st.Consensus != "" {
+		fmt.Fprintf(w, "Consensus: %s\n", st.Consensus)
+	}
 	if st.Unverified > 0 {
 		fmt.Fprintf(w, "Unverified: %d addresses owned here wait to be checked against the host\n", st.Unverified)
 	}
+	if st.Quarantined > 0 {
+		fmt.Fprintf(w, "Quarantined: %d reclaimed addresses held back until %s, in case their former owner was only cut off\n", st.Quarantined, st.QuarantineUntil)
+	}
+	if st.PendingClaims > 0 {
+		fmt.Fprintf(w, "Claiming back: %d addresses held by endpoints here lie in space other peers own now\n", st.PendingClaims)
+	}
 	for _, c := range st.Conflicts {
 		fmt.Fprintf(w, "CONFLICT: %s\n", c)
+	}
+	for _, c := range st.AddressConflicts {
+		fmt.Fprintf(w, "ADDRESS CONFLICT: %s\n", c)
 	}
 	if len(st.Peers) > 0 {
 		fmt.Fprintln(w)
