@@ -37,7 +37,6 @@ type Allocator struct {
 	proposeAt   time.Time           // consensus: propose a new round once this passes
 	allocs      map[uint32]string   // address number -> owner
 	verified    []ival              // owned offsets checked free of unknown allocations
-	quarantine  []quarantined       // reclaimed offsets not usable before their time
 	reclaimed   []ival              // owned offsets reclaimed from others: used last
 	holdUntil   time.Time           // no verification before (settle after reclaim)
 	fresh       bool                // the store was empty at start
@@ -56,6 +55,8 @@ type Allocator struct {
 	dirty       bool
 	lastBeat    time.Time
 	lastScan    time.Time
+	scanned     bool   // the host was listed once since start
+	held        uint64 // addresses of ours in quarantine at the last tick
 	lastClaim   time.Time
 	lastLost    string // the lost allocations last logged
 	lastRefresh time.Time
@@ -110,22 +111,21 @@ func New(opts Options) (*Allocator, error) {
 	now := opts.Now()
 	a := &Allocator{
 		opts: opts, log: opts.Logger, self: opts.Self, store: opts.Store, tr: opts.Transport,
-		entries:    map[peer.Name]entry{},
-		heardFrom:  map[peer.Name]bool{},
-		allocs:     saved.Allocs,
-		verified:   saved.Verified,
-		quarantine: saved.Quarantine,
-		reclaimed:  saved.Reclaimed,
-		lastAlive:  map[peer.Name]time.Time{},
-		conflicts:  map[uint64]string{},
-		abandoned:  map[uint64]bool{},
-		clashes:    map[uint32]string{},
-		donations:  map[netip.Prefix]*donation{},
-		notify:     make(chan struct{}),
-		lastBeat:   now,
-		fresh:      saved.Fresh,
-		inbox:      make(chan inbound, inboxSize),
-		kick:       make(chan struct{}, 1),
+		entries:   map[peer.Name]entry{},
+		heardFrom: map[peer.Name]bool{},
+		allocs:    saved.Allocs,
+		verified:  saved.Verified,
+		reclaimed: saved.Reclaimed,
+		lastAlive: map[peer.Name]time.Time{},
+		conflicts: map[uint64]string{},
+		abandoned: map[uint64]bool{},
+		clashes:   map[uint32]string{},
+		donations: map[netip.Prefix]*donation{},
+		notify:    make(chan struct{}),
+		lastBeat:  now,
+		fresh:     saved.Fresh,
+		inbox:     make(chan inbound, inboxSize),
+		kick:      make(chan struct{}, 1),
 	}
 	a.mine.Seq = uint64(now.UnixNano())
 	// The fence clock runs from the last time this peer was known to be
@@ -209,7 +209,7 @@ func (a *Allocator) flagsLocked() byte {
 
 // saveLocked writes the peer's state durably.
 func (a *Allocator) saveLocked() error {
-	st := State{Verified: a.verified, Quarantine: a.quarantine, Reclaimed: a.reclaimed, Syncing: a.needSync}
+	st := State{Verified: a.verified, Reclaimed: a.reclaimed, Syncing: a.needSync}
 	if a.ring != nil {
 		st.Ring = AppendRing(nil, a.ring)
 	}
@@ -237,8 +237,8 @@ func (a *Allocator) ownedLocked() []ival {
 	return spansIvals(a.ring.Owned(a.self))
 }
 
-// pruneOwnedLocked drops verified, quarantined and reclaimed space the
-// ring says is no longer ours, and notes allocations left in space that
+// pruneOwnedLocked drops verified and reclaimed space the ring says is
+// no longer ours, and notes allocations left in space that
 // others own now: they are claimed back (claims.go).
 func (a *Allocator) pruneOwnedLocked() {
 	owned := a.ownedLocked()
@@ -248,16 +248,6 @@ func (a *Allocator) pruneOwnedLocked() {
 	}
 	if kept := ivalsIntersect(a.reclaimed, owned); !ivalsEqual(kept, a.reclaimed) {
 		a.reclaimed = kept
-		a.dirty = true
-	}
-	var q []quarantined
-	for _, x := range a.quarantine {
-		for _, k := range ivalsIntersect([]ival{x.ival}, owned) {
-			q = append(q, quarantined{k, x.until})
-		}
-	}
-	if !slices.Equal(q, a.quarantine) {
-		a.quarantine = q
 		a.dirty = true
 	}
 	if a.ring == nil {
@@ -346,9 +336,9 @@ func rangeSize32(bits int) uint32 {
 // reclaimed from others (used only when the first is full).
 func (a *Allocator) availableLocked(want ival, now time.Time) (first, last []ival) {
 	avail := ivalsIntersect(a.verified, []ival{want})
-	for _, q := range a.quarantine {
-		if now.Before(q.until) {
-			avail = ivalsSub(avail, q.ival)
+	for _, s := range a.ring.Spans {
+		if s.Owner == a.self && s.heldAt(now) {
+			avail = ivalsSub(avail, ival{s.Start, s.End})
 		}
 	}
 	first = avail
@@ -363,13 +353,14 @@ func (a *Allocator) availableLocked(want ival, now time.Time) (first, last []iva
 func (a *Allocator) quarantinedLocked(want ival, now time.Time) (uint64, time.Time) {
 	var n uint64
 	var next time.Time
-	for _, q := range a.quarantine {
-		if now.Before(q.until) {
-			if k := ivalsSize(ivalsIntersect([]ival{q.ival}, []ival{want})); k > 0 {
-				n += k
-				if next.IsZero() || q.until.Before(next) {
-					next = q.until
-				}
+	for _, s := range a.ring.Spans {
+		if s.Owner != a.self || !s.heldAt(now) {
+			continue
+		}
+		if k := ivalsSize(ivalsIntersect([]ival{{s.Start, s.End}}, []ival{want})); k > 0 {
+			n += k
+			if t := time.Unix(s.Held, 0); next.IsZero() || t.Before(next) {
+				next = t
 			}
 		}
 	}
@@ -466,8 +457,11 @@ func (a *Allocator) ownsUnverifiedLocked(want ival) bool {
 	for _, v := range a.verified {
 		mine = ivalsSub(mine, v)
 	}
-	for _, q := range a.quarantine {
-		mine = ivalsSub(mine, q.ival)
+	now := a.opts.Now()
+	for _, s := range a.ring.Spans {
+		if s.Owner == a.self && s.heldAt(now) {
+			mine = ivalsSub(mine, ival{s.Start, s.End})
+		}
 	}
 	return len(mine) > 0
 }

@@ -213,7 +213,7 @@ func (a *Allocator) adoptLocked(r *Ring) {
 	old := a.ring
 	a.abandoned[old.ID] = true
 	a.ring = r.Clone()
-	a.verified, a.quarantine, a.reclaimed = nil, nil, nil
+	a.verified, a.reclaimed = nil, nil
 	if len(a.ring.Owned(a.self)) > 0 {
 		a.needSync = true
 		a.syncWhy = "this peer gave up a ring of its own for the mesh's, in which it already owns space; it waits to hear every other owner's ring"

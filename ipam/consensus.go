@@ -32,6 +32,13 @@ func (a *Allocator) consensusLocked(now time.Time) []func() {
 		a.splitChosenLocked(v)
 		return nil
 	}
+	for _, e := range a.entries {
+		if e.RingID != 0 {
+			// The range is split already: adopt that ring (askStateLocked
+			// asks for it) rather than agree on another.
+			return nil
+		}
+	}
 	before := x.mine()
 	if x.heard() >= x.quorum {
 		switch {

@@ -202,18 +202,17 @@ func (a *Allocator) largestFreeLocked(avail []ival) ival {
 // ownership is what an ownership change touches, to undo it when it cannot
 // be recorded.
 type ownership struct {
-	spans      []Span
-	verified   []ival
-	quarantine []quarantined
-	reclaimed  []ival
+	spans     []Span
+	verified  []ival
+	reclaimed []ival
 }
 
 func (a *Allocator) snapshotLocked() ownership {
-	return ownership{slices.Clone(a.ring.Spans), slices.Clone(a.verified), slices.Clone(a.quarantine), slices.Clone(a.reclaimed)}
+	return ownership{slices.Clone(a.ring.Spans), slices.Clone(a.verified), slices.Clone(a.reclaimed)}
 }
 
 func (a *Allocator) restoreLocked(o ownership) {
-	a.ring.Spans, a.verified, a.quarantine, a.reclaimed = o.spans, o.verified, o.quarantine, o.reclaimed
+	a.ring.Spans, a.verified, a.reclaimed = o.spans, o.verified, o.reclaimed
 }
 
 // partialRing is a delta of r carrying spans.

@@ -190,10 +190,15 @@ func (a *Allocator) Allocations() map[netip.Addr]string {
 func (a *Allocator) usableSpace() []ival {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.usableLocked() != nil {
+	if a.usableLocked() != nil || a.ring == nil {
 		return nil
 	}
-	return slices.Clone(a.verified)
+	first, last := a.availableLocked(ival{0, a.ring.Size()}, a.opts.Now())
+	out := slices.Clone(first)
+	for _, v := range last {
+		out = ivalsAdd(out, v)
+	}
+	return out
 }
 
 func (a *Allocator) conflictList() []string {

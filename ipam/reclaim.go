@@ -106,13 +106,23 @@ func (a *Allocator) reclaimLocked(now time.Time, alive map[peer.Name]bool) []fun
 	}
 	slices.Sort(gone)
 	var pieces []Span
-	var held []ival // reclaimed from peers that went quiet
+	// Space reclaimed because its owner went quiet may still hold that
+	// owner's live containers, if it was only cut off: it is held for the
+	// quarantine, so the owner can come back and claim them, and after
+	// that it is used only when nothing else is free. Space of a peer
+	// removed with rmpeer is known to be gone; it keeps only what
+	// quarantine it already had (space that peer had reclaimed itself).
+	until := now.Add(a.opts.Quarantine).Unix()
 	for _, g := range gone {
 		for _, s := range a.ring.Owned(g) {
-			pieces = append(pieces, Span{Start: s.Start, End: s.End, Owner: a.self, Version: s.Version + reclaimBump})
+			p := Span{Start: s.Start, End: s.End, Owner: a.self, Version: s.Version + reclaimBump, Held: s.Held}
 			if !a.ring.IsRemoved(g) {
-				held = append(held, ival{s.Start, s.End})
+				a.reclaimed = ivalsAdd(a.reclaimed, ival{s.Start, s.End})
+				if a.opts.Quarantine > 0 {
+					p.Held = max(p.Held, until)
+				}
 			}
+			pieces = append(pieces, p)
 		}
 	}
 	slices.SortFunc(pieces, func(x, y Span) int { return int(x.Start) - int(y.Start) })
@@ -122,17 +132,6 @@ func (a *Allocator) reclaimLocked(now time.Time, alive map[peer.Name]bool) []fun
 		if !a.ring.IsRemoved(g) {
 			a.ring.Reclaimed[g] = max(a.ring.Reclaimed[g], 1)
 			reclaimed[g] = a.ring.Reclaimed[g]
-		}
-	}
-	// Space reclaimed because its owner went quiet may still hold that
-	// owner's live containers, if it was only cut off: it stays unused
-	// for the quarantine, so the owner can come back and claim them, and
-	// after that it is used only when nothing else is free. Space of a
-	// peer removed with rmpeer is known to be gone and only settles.
-	for _, iv := range held {
-		a.reclaimed = ivalsAdd(a.reclaimed, iv)
-		if a.opts.Quarantine > 0 {
-			a.quarantine = append(a.quarantine, quarantined{iv, now.Add(a.opts.Quarantine)})
 		}
 	}
 	a.holdUntil = now.Add(a.opts.Settle)

@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"net/netip"
 	"slices"
+	"time"
 
 	"weavemesh.dev/weave/peer"
 )
@@ -18,11 +19,16 @@ import (
 const reclaimBump = 1 << 32
 
 // Span is a run of addresses [Start, End) of the range, as offsets from the
-// range's first address, owned by one peer at a version.
+// range's first address, owned by one peer at a version. Held, when set,
+// is the time (Unix seconds) before which its owner must not hand out or
+// give away any of it: the quarantine of space reclaimed from a peer that
+// may only have been cut off. It travels with the span, so whoever owns
+// the span next keeps to it.
 type Span struct {
 	Start, End uint32
 	Owner      peer.Name
 	Version    uint64
+	Held       int64
 }
 
 // Size is the number of addresses in s.
@@ -32,11 +38,17 @@ func (s Span) Size() uint32 { return s.End - s.Start }
 // higher version wins, and between equal versions (two conflicting claims)
 // the lower owner name wins, so every peer picks the same one.
 func (s Span) beats(o Span) bool {
-	if s.Version != o.Version {
+	switch {
+	case s.Version != o.Version:
 		return s.Version > o.Version
+	case s.Owner != o.Owner:
+		return s.Owner < o.Owner
 	}
-	return s.Owner < o.Owner
+	return s.Held > o.Held
 }
+
+// heldAt reports whether s is quarantined at t.
+func (s Span) heldAt(t time.Time) bool { return s.Held > 0 && t.Unix() < s.Held }
 
 // Ring is the address range split into spans, each owned by one peer. It is
 // a state-based CRDT: every address carries the (version, owner) of the
@@ -281,7 +293,7 @@ func mergeSpans(a, b []Span, wins func(sb, sa Span) bool) []Span {
 				if wins(b[j], sa) {
 					win = b[j]
 				}
-				out = appendCoalesced(out, Span{Start: pos, End: end, Owner: win.Owner, Version: win.Version})
+				out = appendCoalesced(out, Span{Start: pos, End: end, Owner: win.Owner, Version: win.Version, Held: win.Held})
 				pos = end
 				continue
 			}
@@ -289,7 +301,7 @@ func mergeSpans(a, b []Span, wins func(sb, sa Span) bool) []Span {
 			if j < len(b) {
 				end = min(end, b[j].Start)
 			}
-			out = appendCoalesced(out, Span{Start: pos, End: end, Owner: sa.Owner, Version: sa.Version})
+			out = appendCoalesced(out, Span{Start: pos, End: end, Owner: sa.Owner, Version: sa.Version, Held: sa.Held})
 			pos = end
 		}
 	}
@@ -297,7 +309,7 @@ func mergeSpans(a, b []Span, wins func(sb, sa Span) bool) []Span {
 }
 
 func appendCoalesced(out []Span, s Span) []Span {
-	if n := len(out); n > 0 && out[n-1].Owner == s.Owner && out[n-1].Version == s.Version && out[n-1].End == s.Start {
+	if n := len(out); n > 0 && out[n-1].Owner == s.Owner && out[n-1].Version == s.Version && out[n-1].Held == s.Held && out[n-1].End == s.Start {
 		out[n-1].End = s.End
 		return out
 	}
@@ -344,15 +356,17 @@ func (r *Ring) Check() error {
 //
 //	[ringMagic][format][id, 8][range address, 4][range bits, 1]
 //	[span count uvarint] then per span:
-//	    [start uvarint][length uvarint][owner, 6][version uvarint]
+//	    [start uvarint][length uvarint][owner, 6][version uvarint][held uvarint]
 //	[removed count uvarint] then [name, 6][counter uvarint]
 //	[revived count uvarint] then [name, 6][counter uvarint]
 //	[reclaimed count uvarint] then [name, 6][counter uvarint]
 //
-// A full ring's spans cover the range; a delta's need not.
+// A full ring's spans cover the range; a delta's need not. Held (Unix
+// seconds, 0 for none) came with format 2; format 1, still read from data
+// files, has no held field.
 const (
 	ringMagic  = 0xA7
-	ringFormat = 1
+	ringFormat = 2
 	// minSpanBytes and minCounterBytes bound counts before allocating.
 	minSpanBytes    = 9
 	minCounterBytes = 7
@@ -373,6 +387,7 @@ func AppendRing(b []byte, r *Ring) []byte {
 		s.Owner.PutBytes(nb[:])
 		b = append(b, nb[:]...)
 		b = binary.AppendUvarint(b, s.Version)
+		b = binary.AppendUvarint(b, uint64(max(s.Held, 0)))
 	}
 	b = appendCounters(b, r.Removed)
 	b = appendCounters(b, r.Revived)
@@ -406,7 +421,8 @@ func DecodeRing(b []byte, full bool) (*Ring, []byte, error) {
 	if b[0] != ringMagic {
 		return nil, nil, fmt.Errorf("not a ring (magic %#x)", b[0])
 	}
-	if b[1] != ringFormat {
+	format := b[1]
+	if format != ringFormat && format != 1 {
 		return nil, nil, fmt.Errorf("ring format %d is not %d (written by a newer version?)", b[1], ringFormat)
 	}
 	r := &Ring{ID: binary.BigEndian.Uint64(b[2:]), Removed: map[peer.Name]uint64{}, Revived: map[peer.Name]uint64{}, Reclaimed: map[peer.Name]uint64{}}
@@ -454,6 +470,14 @@ func DecodeRing(b []byte, full bool) (*Ring, []byte, error) {
 			return nil, nil, fmt.Errorf("span %d: version is malformed", i)
 		}
 		b = b[n3:]
+		var held uint64
+		if format >= 2 {
+			var n4 int
+			if held, n4 = binary.Uvarint(b); n4 <= 0 || held > 1<<40 {
+				return nil, nil, fmt.Errorf("span %d: held time is malformed", i)
+			}
+			b = b[n4:]
+		}
 		switch {
 		case length == 0:
 			return nil, nil, fmt.Errorf("span %d is empty", i)
@@ -466,7 +490,7 @@ func DecodeRing(b []byte, full bool) (*Ring, []byte, error) {
 		case ver == 0:
 			return nil, nil, fmt.Errorf("span %d has version 0", i)
 		}
-		r.Spans = append(r.Spans, Span{Start: uint32(start), End: uint32(start + length), Owner: owner, Version: ver})
+		r.Spans = append(r.Spans, Span{Start: uint32(start), End: uint32(start + length), Owner: owner, Version: ver, Held: int64(held)})
 		prevEnd = start + length
 	}
 	if full && prevEnd != size {

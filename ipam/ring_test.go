@@ -29,8 +29,8 @@ func TestNewRing(t *testing.T) {
 		want  []Span
 		err   bool
 	}{
-		{"one", "10.32.0.0/24", names(5), []Span{{0, 256, 5, 1}}, false},
-		{"three sorted and deduplicated", "10.32.0.0/24", names(3, 1, 2, 1), []Span{{0, 86, 1, 1}, {86, 171, 2, 1}, {171, 256, 3, 1}}, false},
+		{"one", "10.32.0.0/24", names(5), []Span{{0, 256, 5, 1, 0}}, false},
+		{"three sorted and deduplicated", "10.32.0.0/24", names(3, 1, 2, 1), []Span{{0, 86, 1, 1, 0}, {86, 171, 2, 1, 0}, {171, 256, 3, 1, 0}}, false},
 		{"none", "10.32.0.0/24", nil, nil, true},
 		{"ipv6", "fd00::/64", names(1), nil, true},
 		{"too small", "10.32.0.0/30", names(1, 2, 3, 4, 5), nil, true},
@@ -68,7 +68,7 @@ func randomRing(rnd *rand.Rand) *Ring {
 		if pos+n > 256 {
 			n = 256 - pos
 		}
-		spans = append(spans, Span{pos, pos + n, peer.Name(1 + rnd.IntN(4)), 1 + uint64(rnd.IntN(5))})
+		spans = append(spans, Span{pos, pos + n, peer.Name(1 + rnd.IntN(4)), 1 + uint64(rnd.IntN(5)), int64(rnd.IntN(3))})
 		pos += n
 	}
 	r.Spans = nil
@@ -134,12 +134,12 @@ func TestMergeLaws(t *testing.T) {
 func TestMergePartial(t *testing.T) {
 	r, _ := NewRing(testRange, names(1, 2))
 	// The second span ties on version and loses to the lower name.
-	delta := &Ring{ID: r.ID, Range: r.Range, Spans: []Span{{10, 20, 2, 2}, {200, 210, 3, 1}}}
+	delta := &Ring{ID: r.ID, Range: r.Range, Spans: []Span{{10, 20, 2, 2, 0}, {200, 210, 3, 1, 0}}}
 	changed, err := r.Merge(delta)
 	if err != nil || !changed {
 		t.Fatalf("merge: %v %v", changed, err)
 	}
-	want := []Span{{0, 10, 1, 1}, {10, 20, 2, 2}, {20, 128, 1, 1}, {128, 256, 2, 1}}
+	want := []Span{{0, 10, 1, 1, 0}, {10, 20, 2, 2, 0}, {20, 128, 1, 1, 0}, {128, 256, 2, 1, 0}}
 	if !slices.Equal(r.Spans, want) {
 		t.Errorf("spans %v, want %v", r.Spans, want)
 	}
@@ -167,8 +167,8 @@ func TestRingRoundTrip(t *testing.T) {
 func TestDecodeRingRejects(t *testing.T) {
 	r, _ := NewRing(testRange, names(1, 2))
 	good := AppendRing(nil, r)
-	gap := &Ring{ID: r.ID, Range: r.Range, Spans: []Span{{0, 10, 1, 1}, {20, 256, 2, 1}}}
-	overlap := &Ring{ID: r.ID, Range: r.Range, Spans: []Span{{0, 100, 1, 1}, {50, 256, 2, 1}}}
+	gap := &Ring{ID: r.ID, Range: r.Range, Spans: []Span{{0, 10, 1, 1, 0}, {20, 256, 2, 1, 0}}}
+	overlap := &Ring{ID: r.ID, Range: r.Range, Spans: []Span{{0, 100, 1, 1, 0}, {50, 256, 2, 1, 0}}}
 	for _, tc := range []struct {
 		name string
 		b    []byte
@@ -197,7 +197,7 @@ func FuzzDecodeRing(f *testing.F) {
 	r, _ := NewRing(testRange, names(1, 2, 3))
 	r.Removed[2] = 1
 	f.Add(AppendRing(nil, r), true)
-	f.Add(AppendRing(nil, &Ring{ID: 1, Range: testRange, Spans: []Span{{5, 9, 4, 7}}}), false)
+	f.Add(AppendRing(nil, &Ring{ID: 1, Range: testRange, Spans: []Span{{5, 9, 4, 7, 0}}}), false)
 	f.Fuzz(func(t *testing.T, b []byte, full bool) {
 		got, _, err := DecodeRing(b, full)
 		if err != nil {

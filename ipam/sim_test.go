@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,10 +23,12 @@ import (
 // after every step that no address is held twice and that no two peers
 // may allocate from the same address.
 //
-// The model matches what the protocol promises (docs/ipam.md): a host
-// whose router is down for longer than the reclaim timeout is taken to be
-// down with its containers; partitions that isolate live peers heal
-// before the reclaim timeout.
+// The model matches what the protocol promises (docs/ipam.md). A crash is
+// a SIGKILL: what the store has is what was written, nothing is saved on
+// the way out. Containers outlive their router. Partitions and router
+// downtimes last up to 1.8 times the reclaim timeout, past the reclaim and
+// within the quarantine that follows it; a host whose router stays down
+// longer is taken to be gone with its containers.
 
 type simMsg struct {
 	from, to peer.Name
@@ -40,6 +43,9 @@ type simPeer struct {
 	// containers survive a router crash: address -> owner.
 	containers map[uint32]string
 	downSince  time.Time
+	// absentSince is when the peer was last present: up, reaching a
+	// majority, and settled (not syncing, nothing to claim back).
+	absentSince time.Time
 	dead       bool // killed for good
 }
 
@@ -55,8 +61,13 @@ type sim struct {
 	queue []simMsg
 	seq   int
 	parts time.Time // when the current partition started
+	plen  time.Duration
 	stats map[string]int
-	init  Init
+	// lastRelease is the step of the last release, for the honest
+	// exhaustion check (gossip takes a few steps to tell of it).
+	lastRelease int
+	counts      Counters // of allocators stopped so far
+	init        Init
 	// owners numbers containers.
 	owners int
 }
@@ -90,6 +101,10 @@ func (t simTransport) Members() []Member {
 	return out
 }
 
+// gone is how long a router may stay down with its host's containers
+// alive.
+func (s *sim) gone() time.Duration { return s.ra * 18 / 10 }
+
 func (s *sim) connected(a, b peer.Name) bool {
 	pa, pb := s.byN[a], s.byN[b]
 	return pa.a != nil && pb.a != nil && s.group[a] == s.group[b]
@@ -104,7 +119,7 @@ func newSim(t testing.TB, seed uint64, n int, init Init) *sim {
 	}
 	for i := 0; i < n; i++ {
 		name := peer.Name(0x0a0000000000 + uint64(i+1)*0x10101)
-		p := &simPeer{name: name, store: NewMemStore(), containers: map[uint32]string{}}
+		p := &simPeer{name: name, store: NewMemStore(), containers: map[uint32]string{}, absentSince: s.now}
 		s.peers = append(s.peers, p)
 		s.byN[name] = p
 	}
@@ -224,6 +239,7 @@ func (s *sim) step() {
 					s.stats["allocated"]++
 				} else if errors.Is(err, ErrExhausted) {
 					s.stats["exhausted"]++
+					s.checkExhausted(p, err)
 				}
 			}
 		}
@@ -234,24 +250,25 @@ func (s *sim) step() {
 			p.a.Release(p.containers[n])
 			delete(p.containers, n)
 			s.stats["released"]++
+			s.lastRelease = s.seq
 		}
-	case r < 70: // partition or heal
-		if !s.parts.IsZero() {
-			clear(s.group)
-			s.parts = time.Time{}
-			s.stats["heal"]++
-		} else {
+	case r < 70: // partition, short or past the reclaim timeout
+		if s.parts.IsZero() {
 			for _, p := range s.peers {
 				s.group[p.name] = s.rnd.IntN(2)
 			}
 			s.parts = s.now
+			s.plen = time.Duration(s.rnd.Int64N(int64(s.ra / 3)))
+			if s.rnd.IntN(2) == 0 {
+				s.plen = s.ra + time.Duration(s.rnd.Int64N(int64(s.gone()-s.ra)))
+				s.stats["long partition"]++
+			}
 			s.stats["partition"]++
-			s.logf("partition %v", s.group)
+			s.logf("partition %v for %s", s.group, s.plen)
 		}
-	case r < 74: // crash a router; its containers live on
+	case r < 74: // SIGKILL a router; its containers live on
 		if p := s.pick(up); p != nil && len(up) > 2 {
-			p.a.Close()
-			p.a = nil
+			s.kill(p)
 			p.downSince = s.now
 			s.stats["crash"]++
 			s.logf("%s crashed", p.name)
@@ -264,11 +281,16 @@ func (s *sim) step() {
 			}
 		}
 		if p := s.pick(down); p != nil {
-			if s.now.Sub(p.downSince) >= s.ra/2 {
-				// Down this long: the host and its containers are gone.
+			if s.now.Sub(p.absentSince) >= s.gone() {
+				// Away this long: the host and its containers are gone.
 				clear(p.containers)
 			}
 			if s.rnd.IntN(4) == 0 {
+				// A lost data file: the host was re-installed, and its
+				// containers went with it unless they were recent.
+				if s.now.Sub(p.downSince) >= s.ra/2 {
+					clear(p.containers)
+				}
 				p.store = NewMemStore()
 				s.stats["lost data"]++
 				s.logf("%s lost its data", p.name)
@@ -295,16 +317,13 @@ func (s *sim) step() {
 			}
 		}
 	}
-	if !s.parts.IsZero() && s.now.Sub(s.parts) > s.ra/3 {
+	if !s.parts.IsZero() && s.now.Sub(s.parts) > s.plen {
 		clear(s.group)
 		s.parts = time.Time{}
 		s.stats["heal"]++
+		s.logf("healed")
 	}
-	for _, p := range s.peers {
-		if p.a == nil && !p.dead && s.now.Sub(p.downSince) >= s.ra/2 {
-			clear(p.containers)
-		}
-	}
+	s.presence()
 	s.deliver()
 	if s.seq%3 == 0 {
 		s.pushPull()
@@ -314,6 +333,99 @@ func (s *sim) step() {
 	}
 	s.deliver()
 	s.check()
+}
+
+// presence updates when each peer was last present, and takes a host
+// away with its containers once its peer was absent for gone(): the
+// protocol promises no duplicate address only for absences (downtime,
+// partition, or both in turn) shorter than the reclaim timeout plus the
+// quarantine.
+func (s *sim) presence() {
+	for _, p := range s.peers {
+		if p.dead {
+			continue
+		}
+		if p.a != nil {
+			reach := 0
+			for _, q := range s.peers {
+				if q == p || s.connected(p.name, q.name) {
+					reach++
+				}
+			}
+			st := p.a.Status()
+			if 2*reach > len(s.peers) && st.PendingClaims == 0 && st.Ready {
+				p.absentSince = s.now
+			}
+		}
+		if len(p.containers) > 0 && s.now.Sub(p.absentSince) >= s.gone() {
+			s.logf("%s away for %s: its host and containers are gone", p.name, s.now.Sub(p.absentSince))
+			if p.a != nil {
+				for _, o := range p.containers {
+					p.a.Release(o)
+				}
+			}
+			clear(p.containers)
+			s.stats["host gone"]++
+		}
+	}
+}
+
+// kill stops p's allocator as SIGKILL would: nothing more is written.
+func (s *sim) kill(p *simPeer) {
+	s.addCounts(p.a.Status().Counters)
+	p.a = nil
+}
+
+func (s *sim) addCounts(c Counters) {
+	s.counts.Donated += c.Donated
+	s.counts.Received += c.Received
+	s.counts.Reclaims += c.Reclaims
+	s.counts.HandedBack += c.HandedBack
+	s.counts.ClaimedBack += c.ClaimedBack
+	s.counts.Conflicts += c.Conflicts
+	s.counts.RingsAdopted += c.RingsAdopted
+}
+
+// checkExhausted fails when p reported the range exhausted while it is
+// not full: fewer addresses are held (by containers anywhere, or recorded
+// by a running peer) than the range has, and no release is still on its
+// way through gossip.
+func (s *sim) checkExhausted(p *simPeer, err error) {
+	if s.seq-s.lastRelease <= 5 {
+		return
+	}
+	held := map[uint32]bool{}
+	for _, q := range s.peers {
+		for n := range q.containers {
+			held[n] = true
+		}
+		if q.a != nil {
+			for ad := range q.a.Allocations() {
+				held[addrNum(ad)] = true
+			}
+		}
+	}
+	if usable := int(rangeSize(s.rng)) - 2; len(held) < usable {
+		s.t.Fatalf("step %d: %s says exhausted with %d of %d addresses held: %v", s.seq, p.name, len(held), usable, err)
+	}
+}
+
+// views describes how every running peer sees address n, for failures.
+func (s *sim) views(n uint32) string {
+	var b strings.Builder
+	for _, p := range s.peers {
+		if p.a == nil {
+			fmt.Fprintf(&b, "  %s: down\n", p.name)
+			continue
+		}
+		r := p.a.RingSnapshot()
+		if r == nil {
+			continue
+		}
+		sp, _ := r.spanAt(n - r.Base())
+		fmt.Fprintf(&b, "  %s: span %+v alloc %q\n", p.name, sp, p.a.Allocations()[numAddr(n)])
+	}
+	return b.String()
 }
 
 func (s *sim) live() int {
@@ -333,7 +445,7 @@ func (s *sim) check() {
 	for _, p := range s.peers {
 		for n := range p.containers {
 			if q, ok := held[n]; ok {
-				s.t.Fatalf("step %d: %s held twice: by a container on %s and one on %s", s.seq, numAddr(n), q, p.name)
+				s.t.Fatalf("step %d: %s held twice: by a container on %s and one on %s\n%s", s.seq, numAddr(n), q, p.name, s.views(n))
 			}
 			held[n] = p.name
 		}
@@ -378,7 +490,7 @@ func (s *sim) settle() {
 	clear(s.group)
 	for _, p := range s.peers {
 		if p.a == nil && !p.dead {
-			if s.now.Sub(p.downSince) >= s.ra/2 {
+			if s.now.Sub(p.absentSince) >= s.gone() {
 				clear(p.containers)
 			}
 			s.start(p)
@@ -451,13 +563,17 @@ func (s *sim) settle() {
 	}
 }
 
-func runSim(t *testing.T, seed uint64, peers, steps int, init Init) {
+func runSim(t *testing.T, seed uint64, peers, steps int, init Init) Counters {
 	s := newSim(t, seed, peers, init)
 	for range steps {
 		s.step()
 	}
 	s.settle()
-	t.Logf("seed %d: %v", seed, s.stats)
+	for _, p := range s.up() {
+		s.addCounts(p.a.Status().Counters)
+	}
+	t.Logf("seed %d: %v %+v", seed, s.stats, s.counts)
+	return s.counts
 }
 
 func TestSimulation(t *testing.T) {
@@ -465,7 +581,7 @@ func TestSimulation(t *testing.T) {
 		name string
 		init Init
 	}{
-		{"consensus", Init{Mode: ModeConsensus, Quorum: 5}},
+		{"consensus", Init{Mode: ModeConsensus, Quorum: 9}},
 		{"seed", Init{Mode: ModeSeed}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -473,8 +589,16 @@ func TestSimulation(t *testing.T) {
 			if v, err := strconv.ParseUint(os.Getenv("IPAM_SIM_SEED"), 10, 64); err == nil {
 				seeds = []uint64{v}
 			}
+			var total Counters
 			for _, seed := range seeds {
-				runSim(t, seed, 9, 1500, tc.init)
+				c := runSim(t, seed, 9, 1500, tc.init)
+				total.Donated += c.Donated
+				total.Reclaims += c.Reclaims
+				total.HandedBack += c.HandedBack
+			}
+			// The run must have exercised what it claims to test.
+			if len(seeds) > 1 && (total.Donated == 0 || total.Reclaims == 0 || total.HandedBack == 0) {
+				t.Errorf("the simulation did not exercise donations, reclaims and hand-backs: %+v", total)
 			}
 		})
 	}

@@ -72,11 +72,13 @@ func (a *Allocator) Status() Status {
 		st.Consensus = a.consensusStatusLocked()
 	}
 	now := a.opts.Now()
-	for _, q := range a.quarantine {
-		if now.Before(q.until) {
-			st.Quarantined += ivalsSize([]ival{q.ival})
-			if q.until.After(st.QuarantineUntil) {
-				st.QuarantineUntil = q.until
+	if a.ring != nil {
+		for _, s := range a.ring.Spans {
+			if s.Owner == a.self && s.heldAt(now) {
+				st.Quarantined += uint64(s.Size())
+				if t := time.Unix(s.Held, 0); t.After(st.QuarantineUntil) {
+					st.QuarantineUntil = t
+				}
 			}
 		}
 	}

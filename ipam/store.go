@@ -23,8 +23,8 @@ import (
 type Store interface {
 	// Load returns what was saved; Fresh is set when nothing ever was.
 	Load() (Saved, error)
-	// SaveState replaces the peer's state: the ring, its verified,
-	// quarantined and reclaimed spans, whether it still has to hear every
+	// SaveState replaces the peer's state: the ring, its verified and
+	// reclaimed spans, whether it still has to hear every
 	// other owner before allocating, and its consensus claims.
 	SaveState(st State) error
 	// PutAlloc records an allocation.
@@ -40,8 +40,6 @@ type Store interface {
 type State struct {
 	Ring     []byte // encoded; nil before the range is split
 	Verified []ival
-	// Quarantine is reclaimed space not to be used before its time.
-	Quarantine []quarantined
 	// Reclaimed is owned space that was reclaimed from another peer:
 	// allocated from, and donated, only when nothing else is free.
 	Reclaimed []ival
@@ -59,48 +57,6 @@ type Saved struct {
 
 // ival is a run of offsets [start, end) of the range.
 type ival struct{ start, end uint32 }
-
-// quarantined is a run of reclaimed offsets unusable until a time.
-type quarantined struct {
-	ival
-	until time.Time
-}
-
-func appendQuarantine(b []byte, q []quarantined) []byte {
-	b = binary.AppendUvarint(b, uint64(len(q)))
-	for _, v := range q {
-		b = binary.AppendUvarint(b, uint64(v.start))
-		b = binary.AppendUvarint(b, uint64(v.end-v.start))
-		b = binary.BigEndian.AppendUint64(b, uint64(v.until.UnixNano()))
-	}
-	return b
-}
-
-func decodeQuarantine(b []byte) ([]quarantined, error) {
-	count, n := binary.Uvarint(b)
-	if n <= 0 || count > uint64(len(b)) {
-		return nil, errors.New("quarantine count is malformed")
-	}
-	b = b[n:]
-	out := make([]quarantined, 0, count)
-	for i := uint64(0); i < count; i++ {
-		s, n1 := binary.Uvarint(b)
-		if n1 <= 0 {
-			return nil, errors.New("quarantine is malformed")
-		}
-		l, n2 := binary.Uvarint(b[n1:])
-		if n2 <= 0 || l == 0 || s+l > 1<<32 || len(b) < n1+n2+8 {
-			return nil, errors.New("quarantine is malformed")
-		}
-		until := time.Unix(0, int64(binary.BigEndian.Uint64(b[n1+n2:])))
-		b = b[n1+n2+8:]
-		out = append(out, quarantined{ival{uint32(s), uint32(s + l)}, until})
-	}
-	if len(b) != 0 {
-		return nil, errors.New("quarantine has trailing bytes")
-	}
-	return out, nil
-}
 
 func appendIvals(b []byte, iv []ival) []byte {
 	b = binary.AppendUvarint(b, uint64(len(iv)))
@@ -152,9 +108,8 @@ var (
 	keyVerified = []byte("verified")
 	keySyncing  = []byte("syncing")
 	// Added after the first release; files without them read as empty.
-	keyQuarantine = []byte("quarantine")
-	keyReclaimed  = []byte("reclaimed")
-	keyPaxos      = []byte("paxos")
+	keyReclaimed = []byte("reclaimed")
+	keyPaxos     = []byte("paxos")
 )
 
 const storeFormat = 1
@@ -321,13 +276,6 @@ func (s *BoltStore) Load() (out Saved, err error) {
 			}
 			out.Verified = iv
 		}
-		if v := st.Get(keyQuarantine); v != nil {
-			q, err := decodeQuarantine(v)
-			if err != nil {
-				return s.corrupt("quarantined spans", err)
-			}
-			out.Quarantine = q
-		}
 		if v := st.Get(keyReclaimed); v != nil {
 			iv, err := decodeIvals(v)
 			if err != nil {
@@ -371,7 +319,6 @@ func (s *BoltStore) SaveState(state State) error {
 		{keyRing, state.Ring},
 		{keySyncing, sy},
 		{keyVerified, appendIvals(nil, state.Verified)},
-		{keyQuarantine, appendQuarantine(nil, state.Quarantine)},
 		{keyReclaimed, appendIvals(nil, state.Reclaimed)},
 		{keyPaxos, appendClaims(nil, state.Paxos)},
 	}
@@ -452,7 +399,6 @@ func (m *MemStore) Load() (Saved, error) {
 func cloneState(st State) State {
 	st.Ring = slices.Clone(st.Ring)
 	st.Verified = slices.Clone(st.Verified)
-	st.Quarantine = slices.Clone(st.Quarantine)
 	st.Reclaimed = slices.Clone(st.Reclaimed)
 	return st
 }

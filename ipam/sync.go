@@ -349,20 +349,19 @@ func (a *Allocator) Tick() {
 	}
 }
 
-// expireQuarantineLocked ends quarantines whose time has come, and wakes
-// allocations waiting for space.
+// expireQuarantineLocked wakes allocations waiting for space when a
+// quarantine of this peer's has ended since the last tick.
 func (a *Allocator) expireQuarantineLocked(now time.Time) {
-	kept := a.quarantine[:0]
-	for _, q := range a.quarantine {
-		if now.Before(q.until) {
-			kept = append(kept, q)
+	var n uint64
+	for _, s := range a.ring.Spans {
+		if s.Owner == a.self && s.heldAt(now) {
+			n += uint64(s.Size())
 		}
 	}
-	if len(kept) != len(a.quarantine) {
-		a.quarantine = kept
-		a.dirty = true
+	if n < a.held {
 		a.changedLocked()
 	}
+	a.held = n
 }
 
 // refreshEvery is how often this peer re-gossips its entry, which tells

@@ -1,6 +1,7 @@
 package ipam
 
 import (
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -10,14 +11,17 @@ import (
 // needScanLocked reports whether owned space awaits verification (or
 // recovered allocations a recheck) and the time has come.
 func (a *Allocator) needScanLocked(now time.Time) bool {
-	if a.ring == nil || now.Before(a.holdUntil) || a.needSync {
+	// Scans go on while the peer syncs: it allocates nothing then
+	// (usableLocked), but what it finds in use is recorded and claimed
+	// back at once, before any quarantine runs out.
+	if a.ring == nil || now.Before(a.holdUntil) {
 		return false
 	}
 	unverified := a.ownedLocked()
 	for _, v := range a.verified {
 		unverified = ivalsSub(unverified, v)
 	}
-	if len(unverified) > 0 {
+	if len(unverified) > 0 || !a.scanned {
 		return true
 	}
 	if now.Sub(a.lastScan) < rescanEvery {
@@ -52,7 +56,7 @@ func (a *Allocator) verify() {
 		return
 	}
 	a.scanErr = ""
-	if a.ring == nil || a.needSync {
+	if a.ring == nil {
 		return
 	}
 	used := map[uint32]bool{}
@@ -78,29 +82,41 @@ func (a *Allocator) verify() {
 	for _, v := range a.verified {
 		unverified = ivalsSub(unverified, v)
 	}
-	if len(unverified) == 0 {
-		return
-	}
+	// Addresses in use here that this peer has no record of are kept
+	// reserved: in its own unverified space (a lost data file, space
+	// learned from the ring) so it never hands them out, and in space
+	// other peers own (a lost data file after a reclaim, an address given
+	// by hand) so they are claimed back from their owner (claims.go).
 	base := a.ring.Base()
-	var found []string
-	for n := range used {
-		off := n - base
-		if !a.opts.Range.Contains(numAddr(n)) {
+	var found, foreign []string
+	for _, n := range slices.Sorted(maps.Keys(used)) {
+		addr := numAddr(n)
+		if _, ok := a.allocs[n]; ok || !a.opts.Range.Contains(addr) {
 			continue
 		}
-		for _, v := range unverified {
-			if off >= v.start && off < v.end {
-				if _, ok := a.allocs[n]; !ok {
-					owner := recoveredPrefix + numAddr(n).String()
-					if err := a.store.PutAlloc(n, owner); err != nil {
-						a.log.Warn("cannot record an address found in use; not verifying space yet", "err", err)
-						return
-					}
-					a.allocs[n] = owner
-					found = append(found, numAddr(n).String())
-				}
-			}
+		off := n - base
+		mine := len(ivalsIntersect(unverified, []ival{{off, off + 1}})) > 0
+		if !mine && a.ring.OwnerOf(addr) == a.self {
+			continue // verified space: Claim records what is given by hand
 		}
+		owner := recoveredPrefix + addr.String()
+		if err := a.store.PutAlloc(n, owner); err != nil {
+			a.log.Warn("cannot record an address found in use; not verifying space yet", "err", err)
+			return
+		}
+		a.allocs[n] = owner
+		if mine {
+			found = append(found, addr.String())
+		} else {
+			foreign = append(foreign, addr.String())
+		}
+	}
+	if len(foreign) > 0 {
+		a.log.Warn("found addresses in use on this host in space other peers own, with no record of them here; claiming them from their owners", "addresses", foreign)
+	}
+	a.scanned = true
+	if len(unverified) == 0 {
+		return
 	}
 	for _, v := range unverified {
 		a.verified = ivalsAdd(a.verified, v)
@@ -111,7 +127,6 @@ func (a *Allocator) verify() {
 		return
 	}
 	if len(found) > 0 {
-		slices.Sort(found)
 		a.log.Warn("found addresses in use on this host in space this peer had no record of; keeping them reserved", "addresses", found)
 	}
 	a.log.Debug("verified address space", "addresses", ivalsSize(unverified))
