@@ -49,9 +49,15 @@ func (a *Allocator) fenceLocked(now time.Time, alive map[peer.Name]bool) {
 	a.fenced = now.Sub(a.lastSafe) >= a.opts.ReclaimAfter/2
 	if a.fenced != was {
 		if a.fenced {
+			// The others may reclaim this peer's space meanwhile: once it
+			// reaches them again it hears their rings before allocating.
+			// Recorded durably, so a restart does not forget it.
+			a.startSyncLocked("this peer was cut off from most peers for more than half of --ipalloc-reclaim-after", true)
 			a.log.Warn("too few peers reachable; no allocation until they are", "reachable_owners", a.quorumMsg)
 		} else {
-			a.log.Info("peers reachable again; allocating")
+			a.heardFrom = map[peer.Name]bool{}
+			a.lastAsk = time.Time{}
+			a.log.Info("peers reachable again; allocating once their rings are heard")
 		}
 	}
 }

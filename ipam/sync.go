@@ -373,17 +373,36 @@ func (a *Allocator) refreshEvery() time.Duration {
 	return min(max(a.opts.ReclaimAfter/8, time.Second), 30*time.Second)
 }
 
+// startSyncLocked makes this peer hear the other owners' rings (only the
+// reachable ones, with reachable) before it allocates again.
+func (a *Allocator) startSyncLocked(why string, reachable bool) {
+	if !a.needSync {
+		a.syncReachable = reachable
+	}
+	a.needSync = true
+	a.syncWhy = why
+	a.heardFrom = map[peer.Name]bool{}
+	a.lastAsk = time.Time{}
+	a.mine.Flags = a.flagsLocked()
+	a.dirty = true
+}
+
 // checkSyncLocked ends the wait for the other owners' state once every
 // owner of the ring (removed ones aside) has sent its own full state.
 func (a *Allocator) checkSyncLocked() bool {
-	if !a.needSync {
+	if !a.needSync || a.fenced {
 		return false
 	}
+	var alive map[peer.Name]bool
+	if a.syncReachable {
+		alive = a.aliveLocked()
+	}
 	for o := range a.ring.Owners() {
-		if o != a.self && !a.heardFrom[o] && !a.ring.IsRemoved(o) {
+		if o != a.self && !a.heardFrom[o] && !a.ring.IsRemoved(o) && (alive == nil || alive[o]) {
 			return false
 		}
 	}
+	a.syncReachable = false
 	a.needSync = false
 	a.dirty = true
 	a.mine.Flags = a.flagsLocked()
