@@ -96,14 +96,18 @@ func (a *Allocator) reclaimLocked(now time.Time, alive map[peer.Name]bool) []fun
 	if total > 0 && 2*live <= total {
 		return nil
 	}
+	// The claimer is the lowest-named live peer holding the ring, whether
+	// or not it is syncing (it then reclaims once synced): a rule that
+	// does not depend on flags still in flight gives every peer of one
+	// side the same claimer.
 	claimer := a.self
 	for o := range owners {
-		if alive[o] && !slices.Contains(gone, o) && o < claimer && a.entries[o].Flags&flagSyncing == 0 {
+		if alive[o] && !slices.Contains(gone, o) && o < claimer {
 			claimer = o
 		}
 	}
 	for p, e := range a.entries {
-		if alive[p] && e.RingID == a.ring.ID && e.Flags&flagSyncing == 0 && !a.ring.IsRemoved(p) && p < claimer && !slices.Contains(gone, p) {
+		if alive[p] && e.RingID == a.ring.ID && !a.ring.IsRemoved(p) && p < claimer && !slices.Contains(gone, p) {
 			claimer = p
 		}
 	}
@@ -142,6 +146,10 @@ func (a *Allocator) reclaimLocked(now time.Time, alive map[peer.Name]bool) []fun
 	}
 	a.holdUntil = now.Add(a.opts.Settle)
 	a.counts.Reclaims++
+	// Should another peer have claimed the same space in a moment when
+	// views differed, the merge settles it; this peer hears the others'
+	// rings before it allocates again, so it sees such a claim first.
+	a.startSyncLocked("this peer has just reclaimed a lost peer's space and hears the other owners' rings first", true)
 	if err := a.saveLocked(); err != nil {
 		a.log.Error("cannot record reclaimed space", "err", err)
 	}

@@ -319,6 +319,9 @@ func (a *Allocator) Tick() {
 		out = append(out, a.reclaimLocked(now, alive)...)
 		a.expireQuarantineLocked(now)
 		out = append(out, a.claimLocked(now, alive)...)
+		if a.checkSyncLocked() {
+			a.changedLocked()
+		}
 	}
 	a.mine.Allocated = uint32(len(a.allocs))
 	if a.mine != a.published || now.Sub(a.lastRefresh) >= a.refreshEvery() {
@@ -397,10 +400,17 @@ func (a *Allocator) checkSyncLocked() bool {
 	if a.syncReachable {
 		alive = a.aliveLocked()
 	}
+	now := a.opts.Now()
 	for o := range a.ring.Owners() {
-		if o != a.self && !a.heardFrom[o] && !a.ring.IsRemoved(o) && (alive == nil || alive[o]) {
-			return false
+		if o == a.self || a.heardFrom[o] || a.ring.IsRemoved(o) || (alive != nil && !alive[o]) {
+			continue
 		}
+		// An owner gone for the reclaim timeout is not waited for: its
+		// space is reclaimed, perhaps by this very peer once it is synced.
+		if t, ok := a.lastAlive[o]; ok && a.opts.ReclaimAfter > 0 && now.Sub(t) >= a.opts.ReclaimAfter {
+			continue
+		}
+		return false
 	}
 	a.syncReachable = false
 	a.needSync = false
