@@ -52,7 +52,7 @@ func (a *Allocator) fenceLocked(now time.Time, alive map[peer.Name]bool) {
 			// The others may reclaim this peer's space meanwhile: once it
 			// reaches them again it hears their rings before allocating.
 			// Recorded durably, so a restart does not forget it.
-			a.startSyncLocked("this peer was cut off from most peers for more than half of --ipalloc-reclaim-after", true)
+			a.startSyncLocked("this peer was cut off from most peers for more than half of --ipalloc-reclaim-after")
 			a.log.Warn("too few peers reachable; no allocation until they are", "reachable_owners", a.quorumMsg)
 		} else {
 			a.heardFrom = map[peer.Name]bool{}
@@ -149,7 +149,7 @@ func (a *Allocator) reclaimLocked(now time.Time, alive map[peer.Name]bool) []fun
 	// Should another peer have claimed the same space in a moment when
 	// views differed, the merge settles it; this peer hears the others'
 	// rings before it allocates again, so it sees such a claim first.
-	a.startSyncLocked("this peer has just reclaimed a lost peer's space and hears the other owners' rings first", true)
+	a.startSyncLocked("this peer has just reclaimed a lost peer's space and hears the other owners' rings first")
 	if err := a.saveLocked(); err != nil {
 		a.log.Error("cannot record reclaimed space", "err", err)
 	}

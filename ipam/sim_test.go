@@ -285,7 +285,7 @@ func (s *sim) step() {
 				// Away this long: the host and its containers are gone.
 				clear(p.containers)
 			}
-			if s.rnd.IntN(4) == 0 {
+			if s.rnd.IntN(4) == 0 && s.othersHoldRing(p) {
 				// A lost data file: the host was re-installed, and its
 				// containers went with it unless they were recent.
 				if s.now.Sub(p.downSince) >= s.ra/2 {
@@ -368,6 +368,19 @@ func (s *sim) presence() {
 			s.stats["host gone"]++
 		}
 	}
+}
+
+// othersHoldRing reports whether a peer other than p that is not dead for
+// good has the ring in its data file: losing every copy is not modelled.
+func (s *sim) othersHoldRing(p *simPeer) bool {
+	for _, q := range s.peers {
+		if q != p && !q.dead {
+			if saved, _ := q.store.Load(); saved.Ring != nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // kill stops p's allocator as SIGKILL would: nothing more is written.
@@ -508,6 +521,12 @@ func (s *sim) settle() {
 					if q.a.RingSnapshot() != nil {
 						holders = append(holders, q)
 					}
+				}
+				if len(holders) == 0 {
+					for _, q := range s.up() {
+						s.t.Logf("%s: %s", q.name, q.a.Status().Reason)
+					}
+					s.t.Fatalf("step %d: no running peer holds a ring", s.seq)
 				}
 				for range 2 {
 					if _, err := s.pick(holders).a.RemovePeer(p.name); err != nil {

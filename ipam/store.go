@@ -44,9 +44,7 @@ type State struct {
 	// allocated from, and donated, only when nothing else is free.
 	Reclaimed []ival
 	Syncing   bool
-	// SyncReachable: hearing the reachable owners is enough.
-	SyncReachable bool
-	Paxos         claims
+	Paxos     claims
 }
 
 // Saved is a Store's content.
@@ -295,9 +293,7 @@ func (s *BoltStore) Load() (out Saved, err error) {
 			}
 			out.Paxos = c
 		}
-		if sy := st.Get(keySyncing); len(sy) == 1 && (sy[0] == 1 || sy[0] == 2) {
-			out.Syncing, out.SyncReachable = true, sy[0] == 2
-		}
+		out.Syncing = len(st.Get(keySyncing)) == 1 && st.Get(keySyncing)[0] == 1
 		if b := tx.Bucket(bucketMeta).Get(keyBeat); len(b) == 8 {
 			out.Beat = time.Unix(0, int64(binary.BigEndian.Uint64(b)))
 		}
@@ -316,10 +312,7 @@ func (s *BoltStore) Load() (out Saved, err error) {
 // SaveState implements Store.
 func (s *BoltStore) SaveState(state State) error {
 	sy := []byte{0}
-	switch {
-	case state.Syncing && state.SyncReachable:
-		sy[0] = 2
-	case state.Syncing:
+	if state.Syncing {
 		sy[0] = 1
 	}
 	kv := [][2][]byte{

@@ -376,12 +376,11 @@ func (a *Allocator) refreshEvery() time.Duration {
 	return min(max(a.opts.ReclaimAfter/8, time.Second), 30*time.Second)
 }
 
-// startSyncLocked makes this peer hear the other owners' rings (only the
-// reachable ones, with reachable) before it allocates again.
-func (a *Allocator) startSyncLocked(why string, reachable bool) {
-	if !a.needSync {
-		a.syncReachable = reachable
-	}
+// startSyncLocked makes this peer hear the other owners' rings before it
+// allocates again. Every owner is waited for, reachable now or not, but
+// one gone for the reclaim timeout: the peer that reclaimed space, and so
+// knows of it first, is an owner too.
+func (a *Allocator) startSyncLocked(why string) {
 	a.needSync = true
 	a.syncWhy = why
 	a.heardFrom = map[peer.Name]bool{}
@@ -396,13 +395,9 @@ func (a *Allocator) checkSyncLocked() bool {
 	if !a.needSync || a.fenced {
 		return false
 	}
-	var alive map[peer.Name]bool
-	if a.syncReachable {
-		alive = a.aliveLocked()
-	}
 	now := a.opts.Now()
 	for o := range a.ring.Owners() {
-		if o == a.self || a.heardFrom[o] || a.ring.IsRemoved(o) || (alive != nil && !alive[o]) {
+		if o == a.self || a.heardFrom[o] || a.ring.IsRemoved(o) {
 			continue
 		}
 		// An owner gone for the reclaim timeout is not waited for: its
@@ -412,7 +407,6 @@ func (a *Allocator) checkSyncLocked() bool {
 		}
 		return false
 	}
-	a.syncReachable = false
 	a.needSync = false
 	a.dirty = true
 	a.mine.Flags = a.flagsLocked()
