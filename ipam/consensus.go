@@ -142,6 +142,7 @@ func (a *Allocator) mergeClaimsLocked(name peer.Name, e entry) {
 	}
 	if a.paxos.update(name, e.Paxos) {
 		a.progressLocked(a.opts.Now())
+		a.Kick() // take the next step now, not at the next tick
 	}
 }
 
