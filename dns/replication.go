@@ -132,7 +132,7 @@ func (s *Store) MergeFull(data []byte) error {
 	}
 	s.mu.RUnlock()
 	if len(pull) > 0 {
-		s.queue(sender, encodePull(pull))
+		s.send(sender, encodePull(pull))
 	}
 	return nil
 }
@@ -152,7 +152,7 @@ func (s *Store) HandleMessage(from peer.Name, msg []byte) {
 			s.log.Debug("dns: bad pull from peer", "peer", from, "err", err)
 			return
 		}
-		s.queue(from, encodeSnapshots(s.snapshots(owners)))
+		s.send(from, encodeSnapshots(s.snapshots(owners)))
 	case kindSnapshot:
 		ss, err := decodeSnapshots(msg)
 		if err != nil {

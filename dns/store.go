@@ -1,7 +1,6 @@
 package dns
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,16 +25,14 @@ const (
 	DefaultForgetAfter = 10 * time.Minute
 )
 
-// sendQueueLen bounds the unicast messages waiting for the sender
-// goroutine; beyond it pulls are dropped and the next push-pull retries.
-const sendQueueLen = 64
-
 // Transport is how the Store reaches other peers; *gossip.Channel is one.
 type Transport interface {
 	// Broadcast gossips a delta to every peer; key names what it updates.
 	Broadcast(key string, delta []byte) error
-	// Send delivers msg to one peer reliably; it may block.
-	Send(to peer.Name, msg []byte) error
+	// SendAsync queues msg for reliable delivery to one peer and returns
+	// at once; it must never block, because the Store calls it from
+	// gossip callbacks. It reports false when msg was dropped.
+	SendAsync(to peer.Name, msg []byte) bool
 }
 
 // PeerStatus is what the membership layer says about one peer.
@@ -102,25 +99,15 @@ type Store struct {
 	log         *slog.Logger
 	now         func() time.Time
 
-	sendq chan outMsg // to the sender goroutine
-
-	lifeMu  sync.Mutex // guards tr, started, closed, cancel
-	tr      Transport
-	started bool
-	closed  bool
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup // the sender goroutine
+	lifeMu sync.Mutex // guards tr, closed
+	tr     Transport
+	closed bool
 
 	mu     sync.RWMutex // guards owners, peers, clock, idx
 	owners map[peer.Name]*ownerState
 	peers  map[peer.Name]PeerStatus // last answer of peersFn
 	clock  uint64                   // the highest version this peer has issued or seen of its own
 	idx    index
-}
-
-type outMsg struct {
-	to  peer.Name
-	msg []byte
 }
 
 // NewStore validates o and returns an empty store.
@@ -152,7 +139,6 @@ func NewStore(o StoreOptions) (*Store, error) {
 	s := &Store{
 		self: o.Self, peersFn: o.Peers, grace: o.Grace, tombTTL: o.TombstoneTTL,
 		forgetAfter: o.ForgetAfter, log: o.Logger, now: o.now,
-		sendq:  make(chan outMsg, sendQueueLen),
 		owners: map[peer.Name]*ownerState{},
 		peers:  map[peer.Name]PeerStatus{},
 		idx:    newIndex(),
@@ -178,58 +164,23 @@ func (s *Store) transport() Transport {
 	return s.tr
 }
 
-// Start runs the goroutine that sends pulls and snapshots until Close.
-func (s *Store) Start() {
-	s.lifeMu.Lock()
-	defer s.lifeMu.Unlock()
-	if s.started || s.closed {
-		return
-	}
-	s.started = true
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	s.wg.Add(1)
-	go s.sender(ctx)
-}
-
-// Close stops the sender goroutine and waits for it. Idempotent.
+// Close detaches the Store from its transport: once it returns, nothing
+// is sent or broadcast any more. Idempotent.
 func (s *Store) Close() {
 	s.lifeMu.Lock()
-	if s.closed {
-		s.lifeMu.Unlock()
+	s.closed = true
+	s.lifeMu.Unlock()
+}
+
+// send hands a unicast message (a pull or snapshots) to the transport,
+// which queues it without blocking; a dropped one is sent again after the
+// next push-pull.
+func (s *Store) send(to peer.Name, msg []byte) {
+	t := s.transport()
+	if t == nil {
 		return
 	}
-	s.closed = true
-	if s.cancel != nil {
-		s.cancel()
-	}
-	s.lifeMu.Unlock()
-	s.wg.Wait()
-}
-
-func (s *Store) sender(ctx context.Context) {
-	defer s.wg.Done()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case m := <-s.sendq:
-			t := s.transport()
-			if t == nil {
-				continue
-			}
-			if err := t.Send(m.to, m.msg); err != nil {
-				s.log.Debug("dns: send to peer failed; the next state exchange retries", "peer", m.to, "err", err)
-			}
-		}
-	}
-}
-
-// queue hands a unicast message to the sender without blocking.
-func (s *Store) queue(to peer.Name, msg []byte) {
-	select {
-	case s.sendq <- outMsg{to, msg}:
-	default:
+	if !t.SendAsync(to, msg) {
 		s.log.Debug("dns: send queue full; dropping a message", "peer", to)
 	}
 }

@@ -19,7 +19,13 @@ type fakeMesh struct {
 	stores map[peer.Name]*Store
 	status map[peer.Name]PeerStatus
 	queued []queuedDelta
+	sent   []queuedUnicast // SendAsync's queue, drained by pushPull
 	now    time.Time
+}
+
+type queuedUnicast struct {
+	from, to peer.Name
+	msg      []byte
 }
 
 type queuedDelta struct {
@@ -138,26 +144,20 @@ func (m *fakeMesh) pushPull(a, b *Store) {
 	}
 	// Drain unicast queues until quiet: pulls produce snapshots.
 	for i := 0; i < 10; i++ {
-		busy := false
-		for _, s := range []*Store{a, b} {
-			for {
-				select {
-				case msg := <-s.sendq:
-					busy = true
-					m.mu.Lock()
-					to := m.stores[msg.to]
-					m.mu.Unlock()
-					if to != nil {
-						to.HandleMessage(s.self, msg.msg)
-					}
-					continue
-				default:
-				}
-				break
-			}
-		}
-		if !busy {
+		m.mu.Lock()
+		q := m.sent
+		m.sent = nil
+		m.mu.Unlock()
+		if len(q) == 0 {
 			return
+		}
+		for _, u := range q {
+			m.mu.Lock()
+			to := m.stores[u.to]
+			m.mu.Unlock()
+			if to != nil {
+				to.HandleMessage(u.from, u.msg)
+			}
 		}
 	}
 }
@@ -174,14 +174,11 @@ func (f *fakeTransport) Broadcast(key string, delta []byte) error {
 	return nil
 }
 
-func (f *fakeTransport) Send(to peer.Name, msg []byte) error {
+func (f *fakeTransport) SendAsync(to peer.Name, msg []byte) bool {
 	f.m.mu.Lock()
-	s := f.m.stores[to]
+	f.m.sent = append(f.m.sent, queuedUnicast{from: f.self, to: to, msg: msg})
 	f.m.mu.Unlock()
-	if s != nil {
-		s.HandleMessage(f.self, msg)
-	}
-	return nil
+	return true
 }
 
 func addrs(ss ...string) []netip.Addr {
@@ -534,8 +531,6 @@ func TestStoreOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Start()
-	s.Start()
 	s.Close()
 	s.Close()
 }

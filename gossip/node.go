@@ -156,6 +156,7 @@ func (n *Node) Register(name string, s State) (*Channel, error) {
 		return nil, fmt.Errorf("gossip: register channel %q: already registered", name)
 	}
 	c := &Channel{n: n, name: name, state: s}
+	c.async = newAsyncSender(asyncQueueLen, c.Send, c.asyncFailed)
 	set := &channelSet{byName: make(map[string]*Channel, len(old.byName)+1), list: append(old.list[:len(old.list):len(old.list)], c)}
 	for k, v := range old.byName {
 		set.byName[k] = v
@@ -301,6 +302,11 @@ func (n *Node) Shutdown() error {
 
 	n.wg.Wait()
 	n.closed.Store(true)
+	// Before memberlist goes: a queued send in flight finishes (or fails
+	// fast now that closed is set) and nothing is sent after.
+	for _, c := range n.channels.Load().list {
+		c.async.stop()
+	}
 	err := n.ml.Shutdown()
 	n.cbMu.Lock() // wait for callbacks in flight
 	n.cbMu.Unlock()
@@ -493,6 +499,7 @@ func (n *Node) isMemberHost(ctx context.Context, addr string) bool {
 type counters struct {
 	broadcastsQueued, broadcastsSent, broadcastsReceived, broadcastsRelayed atomic.Uint64
 	unicastSent, unicastReceived, unicastUnhandled                          atomic.Uint64
+	asyncDropped, asyncFailed                                               atomic.Uint64
 	pushPullSent, pushPullReceived                                          atomic.Uint64
 	decodeErrors, mergeErrors, unknownChannel                               atomic.Uint64
 	joinAttempts, joinFailures, rejoinRounds                                atomic.Uint64
@@ -508,6 +515,8 @@ type Stats struct {
 	UnicastSent        uint64
 	UnicastReceived    uint64
 	UnicastUnhandled   uint64 // received for a channel with no OnMessage handler
+	AsyncDropped       uint64 // SendAsync messages dropped: queue full or node shut down
+	AsyncFailed        uint64 // SendAsync messages whose send failed
 	PushPullSent       uint64 // full states sent
 	PushPullReceived   uint64 // full states received and decoded
 	DecodeErrors       uint64 // malformed messages, push-pull states and metadata
@@ -530,6 +539,8 @@ func (n *Node) Stats() Stats {
 		UnicastSent:        c.unicastSent.Load(),
 		UnicastReceived:    c.unicastReceived.Load(),
 		UnicastUnhandled:   c.unicastUnhandled.Load(),
+		AsyncDropped:       c.asyncDropped.Load(),
+		AsyncFailed:        c.asyncFailed.Load(),
 		PushPullSent:       c.pushPullSent.Load(),
 		PushPullReceived:   c.pushPullReceived.Load(),
 		DecodeErrors:       c.decodeErrors.Load(),

@@ -189,7 +189,6 @@ func (r *Router) startDNS() (func(), error) {
 
 	r.api.HandleDNS(f)
 	r.hooks = append(r.hooks, f)
-	f.store.Start()
 	f.wg.Add(1)
 	go f.loop()
 	r.log.Info("DNS ready", "domain", f.domain, "ttl", r.cfg.DNSTTL, "nameserver", dns.ContainerNameserver.Addr(),
