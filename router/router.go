@@ -310,7 +310,9 @@ func (r *Router) refresh() {
 		}
 		return false
 	})
-	r.routes.Set(routes.Compute(routes.Graph{Self: r.name, Peers: names, Down: r.topo.Down()}))
+	// Recomputed only when membership or link state changed: refresh runs
+	// every second, and the flood trees cached with the routes survive.
+	r.routes.Update(routes.Graph{Self: r.name, Peers: names, Down: r.topo.Down()})
 }
 
 // usable reports whether m can carry data: alive (or merely suspected),
