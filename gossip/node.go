@@ -99,7 +99,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("gossip: %w", err)
 	}
 	for _, w := range warnings {
-		n.log.Warn("ignoring a bad line in the known-peers file", "file", n.known.path, "error", w)
+		n.log.Warn("ignoring a bad line in the known-peers file", "file", n.known.path, "err", w)
 	}
 	n.setMeta(false)
 
@@ -193,7 +193,7 @@ func (n *Node) Start(ctx context.Context, peers []string) error {
 
 	n.known.name(addrs)
 	if err := n.known.save(); err != nil {
-		n.log.Warn("cannot remember peers; they will be forgotten at restart", "error", err)
+		n.log.Warn("cannot remember peers; they will be forgotten at restart", "err", err)
 	}
 	// The initial round ends early on ctx or Shutdown, whichever first.
 	roundCtx, cancelRound := context.WithCancel(ctx)
@@ -277,7 +277,7 @@ func (n *Node) Leave(timeout time.Duration) error {
 	}
 	n.mu.Unlock()
 	if err := n.ml.UpdateNode(timeout / 2); err != nil {
-		n.log.Debug("leaving: metadata update not fully sent", "error", err)
+		n.log.Debug("leaving: metadata update not fully sent", "err", err)
 	}
 	if err := n.ml.Leave(max(time.Until(deadline), time.Millisecond)); err != nil {
 		return fmt.Errorf("gossip: leave: %w", err)
@@ -391,7 +391,7 @@ func (n *Node) round(ctx context.Context) {
 	}
 	if err := n.known.save(); err != nil {
 		if ok, _ := n.logLimit.allow("save known"); ok {
-			n.log.Warn("cannot save known peers", "error", err)
+			n.log.Warn("cannot save known peers", "err", err)
 		}
 	}
 }
@@ -455,15 +455,15 @@ func (n *Node) join(ctx context.Context, addr string) error {
 	prevFails := n.known.result(addr, err == nil, time.Now(), n.cfg.RejoinInterval)
 	switch {
 	case err != nil && prevFails == 0 && hintFor(err.Error()) != "":
-		n.log.Warn("peer "+addr+": "+hintFor(err.Error())+"; will keep trying", "error", err)
+		n.log.Warn("peer "+addr+": "+hintFor(err.Error())+"; will keep trying", "err", err)
 	case err != nil && prevFails == 0:
-		n.log.Warn("peer "+addr+": cannot join; will keep trying", "error", err)
+		n.log.Warn("peer "+addr+": cannot join; will keep trying", "err", err)
 	case err != nil:
-		n.log.Debug("cannot join peer", "peer", addr, "failures", prevFails+1, "error", err)
+		n.log.Debug("cannot join peer", "addr", addr, "failures", prevFails+1, "err", err)
 	case prevFails > 0:
-		n.log.Info("joined peer after failures", "peer", addr, "failures", prevFails)
+		n.log.Info("joined peer after failures", "addr", addr, "failures", prevFails)
 	default:
-		n.log.Debug("joined peer", "peer", addr)
+		n.log.Debug("joined peer", "addr", addr)
 	}
 	return err
 }

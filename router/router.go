@@ -167,7 +167,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	r.topoCh.OnMessage(func(from peer.Name, msg []byte) {
 		if _, err := r.topo.MergeDelta(msg); err != nil {
-			r.log.Warn("bad topology message", "from", from, "err", err)
+			r.log.Warn("bad topology message", "peer", from, "err", err)
 		}
 	})
 
