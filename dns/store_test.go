@@ -535,6 +535,62 @@ func TestStoreOptions(t *testing.T) {
 	s.Close()
 }
 
+// countingTransport counts what the Store sends and refuses every
+// unicast, as a full SendAsync queue does.
+type countingTransport struct {
+	mu                sync.Mutex
+	broadcasts, sends int
+}
+
+func (c *countingTransport) Broadcast(string, []byte) error {
+	c.mu.Lock()
+	c.broadcasts++
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *countingTransport) SendAsync(peer.Name, []byte) bool {
+	c.mu.Lock()
+	c.sends++
+	c.mu.Unlock()
+	return false
+}
+
+func (c *countingTransport) counts() (int, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.broadcasts, c.sends
+}
+
+// A dropped pull costs nothing but the repair it carried, and after Close
+// the Store sends nothing at all.
+func TestStoreSendDroppedAndClosed(t *testing.T) {
+	m := newFakeMesh(t)
+	a, b := m.add(pA), m.add(pB)
+	if _, err := a.Add(web, addrs("10.32.1.5")); err != nil {
+		t.Fatal(err)
+	}
+	tr := &countingTransport{}
+	b.SetTransport(tr)
+	if err := b.MergeFull(a.FullState()); err != nil { // b lacks a's record: it pulls
+		t.Fatal(err)
+	}
+	if _, sends := tr.counts(); sends != 1 {
+		t.Fatalf("%d pulls sent, want 1", sends)
+	}
+	wantLookup(t, b, web) // dropped: nothing arrived
+	b.Close()
+	if err := b.MergeFull(a.FullState()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Add("db.weave.local.", addrs("10.32.1.6")); err != nil {
+		t.Fatal(err)
+	}
+	if bc, sends := tr.counts(); bc != 0 || sends != 1 {
+		t.Errorf("after Close: %d broadcasts and %d sends, want 0 and 1", bc, sends)
+	}
+}
+
 func TestIndexCounts(t *testing.T) {
 	x := newIndex()
 	k1 := recKey{name: web, addr: netip.MustParseAddr("10.0.0.1"), endpoint: "e1"}
