@@ -10,5 +10,5 @@
 //
 // They import nothing of this module but peer and each other, so that
 // datapaths and features can depend on them and router can wire them
-// together; layers_test.go holds them to it.
+// together; internal/structure's tests hold them to it.
 package mesh

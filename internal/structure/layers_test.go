@@ -1,27 +1,17 @@
-package mesh
+package structure
 
 import (
-	"os/exec"
 	"strings"
 	"testing"
 )
-
-const module = "weavemesh.dev/weave/"
 
 // deps returns the module's packages that the packages matching pattern
 // import, directly or not, with the packages that import them.
 func deps(t *testing.T, pattern string) map[string][]string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("needs the go command on PATH")
-	}
-	out, err := exec.Command(goBin, "list", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, "-deps", pattern).Output()
-	if err != nil {
-		t.Fatalf("go list -deps %s: %v", pattern, err)
-	}
+	out := goList(t, "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, "-deps", pattern)
 	by := map[string][]string{}
-	for line := range strings.Lines(string(out)) {
+	for line := range strings.Lines(out) {
 		f := strings.Fields(line)
 		if len(f) == 0 || !strings.HasPrefix(f[0], module) {
 			continue
