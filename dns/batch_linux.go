@@ -6,36 +6,30 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"weavemesh.dev/weave/internal/mmsg"
 )
 
 // batchConn reads and writes datagrams of a UDP socket in batches with
-// recvmmsg and sendmmsg, through the runtime's poller. It is owned by one
-// goroutine: nothing in it is safe for concurrent use.
+// recvmmsg and sendmmsg (internal/mmsg runs the system calls). It is owned
+// by one goroutine: nothing in it is safe for concurrent use.
 type batchConn struct {
-	raw syscall.RawConn
-
 	// Receiving: one buffer per message.
+	r      *mmsg.Reader
 	rmsgs  []unix.Mmsghdr
 	riovs  []unix.Iovec
 	rnames []unix.RawSockaddrInet6 // large enough for IPv4 and IPv6
 	rbufs  [][]byte
-	rfn    func(fd uintptr) bool
-	rn     int // messages offered
-	rgot   int // messages received
-	rerrno syscall.Errno
 
 	// Sending.
+	w      *mmsg.Writer
 	wmsgs  []unix.Mmsghdr
 	wiovs  []unix.Iovec
 	wnames []unix.RawSockaddrInet6
-	wfn    func(fd uintptr) bool
 	wn     int // messages to send
-	wsent  int // messages handed to the kernel (or dropped on error)
-	werrs  int // messages the kernel refused
 }
 
 func newBatchConn(c *net.UDPConn, batch, bufSize int) (*batchConn, error) {
@@ -44,7 +38,8 @@ func newBatchConn(c *net.UDPConn, batch, bufSize int) (*batchConn, error) {
 		return nil, err
 	}
 	b := &batchConn{
-		raw:    raw,
+		r:      mmsg.NewReader(raw),
+		w:      mmsg.NewWriter(raw),
 		rmsgs:  make([]unix.Mmsghdr, batch),
 		riovs:  make([]unix.Iovec, batch),
 		rnames: make([]unix.RawSockaddrInet6, batch),
@@ -56,7 +51,6 @@ func newBatchConn(c *net.UDPConn, batch, bufSize int) (*batchConn, error) {
 	for i := range b.rbufs {
 		b.rbufs[i] = make([]byte, bufSize)
 	}
-	b.rfn, b.wfn = b.readFn, b.writeFn
 	return b, nil
 }
 
@@ -76,32 +70,7 @@ func (b *batchConn) read() (int, error) {
 		h.Flags = 0
 		b.rmsgs[i].Len = 0
 	}
-	b.rn, b.rgot, b.rerrno = len(b.rmsgs), 0, 0
-	if err := b.raw.Read(b.rfn); err != nil {
-		return 0, err
-	}
-	if b.rerrno != 0 {
-		return 0, os.NewSyscallError("recvmmsg", b.rerrno)
-	}
-	return b.rgot, nil
-}
-
-func (b *batchConn) readFn(fd uintptr) bool {
-	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.rmsgs[0])), uintptr(b.rn), 0, 0, 0)
-		switch e {
-		case 0:
-			b.rgot = int(n)
-			return true
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		default:
-			b.rerrno = e
-			return true
-		}
-	}
+	return b.r.Read(b.rmsgs)
 }
 
 // data returns received datagram i.
@@ -109,17 +78,11 @@ func (b *batchConn) data(i int) []byte { return b.rbufs[i][:b.rmsgs[i].Len] }
 
 // from returns the sender of received datagram i.
 func (b *batchConn) from(i int) (netip.AddrPort, error) {
-	sa := &b.rnames[i]
-	switch sa.Family {
-	case unix.AF_INET:
-		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		p := (*[2]byte)(unsafe.Pointer(&s4.Port))
-		return netip.AddrPortFrom(netip.AddrFrom4(s4.Addr), uint16(p[0])<<8|uint16(p[1])), nil
-	case unix.AF_INET6:
-		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
-		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(p[0])<<8|uint16(p[1])), nil
+	ap, ok := mmsg.AddrPort(&b.rnames[i])
+	if !ok {
+		return netip.AddrPort{}, fmt.Errorf("datagram from address family %d", b.rnames[i].Family)
 	}
-	return netip.AddrPort{}, fmt.Errorf("datagram from address family %d", sa.Family)
+	return ap, nil
 }
 
 // queue adds an answer to datagram i (to its sender) to the next write.
@@ -145,32 +108,12 @@ func (b *batchConn) flush() (refused int, err error) {
 	if b.wn == 0 {
 		return 0, nil
 	}
-	b.wsent, b.werrs = 0, 0
-	err = b.raw.Write(b.wfn)
+	refused, err = b.w.Write(b.wmsgs[:b.wn])
 	for i := range b.wn {
 		b.wiovs[i].Base = nil
 	}
-	refused = b.werrs
 	b.wn = 0
 	return refused, err
-}
-
-func (b *batchConn) writeFn(fd uintptr) bool {
-	for b.wsent < b.wn {
-		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.wmsgs[b.wsent])), uintptr(b.wn-b.wsent), 0, 0, 0)
-		switch e {
-		case 0:
-			b.wsent += int(n)
-		case unix.EINTR:
-		case unix.EAGAIN:
-			return false
-		default:
-			// The first message could not be sent; skip it, keep the rest.
-			b.wsent++
-			b.werrs++
-		}
-	}
-	return true
 }
 
 // errClosedConn reports whether err means the socket was closed.

@@ -139,8 +139,8 @@ func (h *Handler) answerFast(q, out []byte, sc *fastScratch) (int, bool) {
 		}
 		sc.addrs = as
 		rrtype = qtype
-	case qtype == mdns.TypePTR && isReverseBytes(name):
-		addr, ok := reverseAddr(string(name))
+	case qtype == mdns.TypePTR && isReverse(name):
+		addr, ok := reverseAddr(name)
 		if !ok {
 			return 0, false
 		}
@@ -258,12 +258,4 @@ func inDomainBytes(n []byte, d string) bool {
 		return string(n) == d
 	}
 	return len(n) > len(d) && n[len(n)-len(d)-1] == '.' && string(n[len(n)-len(d):]) == d
-}
-
-func isReverseBytes(n []byte) bool {
-	return hasSuffixBytes(n, reverse4) || hasSuffixBytes(n, reverse6)
-}
-
-func hasSuffixBytes(n []byte, suffix string) bool {
-	return len(n) >= len(suffix) && string(n[len(n)-len(suffix):]) == suffix
 }

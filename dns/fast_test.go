@@ -129,15 +129,32 @@ func TestFastPathAllocs(t *testing.T) {
 		t.Skip("allocation counts are meaningless under the race detector")
 	}
 	h := testHandler(t, nil)
-	b, err := query("multi.weave.local.", mdns.TypeA).Pack()
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := make([]byte, maxFastAnswer)
 	var sc fastScratch
-	h.answerFast(b, out, &sc)
-	if n := testing.AllocsPerRun(200, func() { h.answerFast(b, out, &sc) }); n > 0 {
-		t.Errorf("%.1f allocations per query", n)
+	for _, tt := range []struct {
+		name string
+		q    *mdns.Msg
+	}{
+		{"A", query("multi.weave.local.", mdns.TypeA)},
+		{"AAAA", query("dual.weave.local.", mdns.TypeAAAA)},
+		{"NXDOMAIN", query("nosuch.weave.local.", mdns.TypeA)},
+		{"truncated", query("big.weave.local.", mdns.TypeA)},
+		{"PTR", query("5.1.32.10.in-addr.arpa.", mdns.TypePTR)},
+		{"PTR v6", query("1.0.0.0.3.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.", mdns.TypePTR)},
+		{"EDNS0", func() *mdns.Msg { m := query("web.weave.local.", mdns.TypeA); m.SetEdns0(1232, true); return m }()},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := tt.q.Pack()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := h.answerFast(b, out, &sc); !ok {
+				t.Fatal("not answered by the fast path")
+			}
+			if n := testing.AllocsPerRun(200, func() { h.answerFast(b, out, &sc) }); n > 0 {
+				t.Errorf("%.1f allocations per query", n)
+			}
+		})
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strconv"
 	"strings"
 )
 
@@ -106,25 +105,36 @@ const (
 )
 
 // reverseAddr parses a lower-case reverse-lookup name (5.1.32.10.in-addr.arpa.
-// or the 32-nibble ip6.arpa form) into the address it names.
-func reverseAddr(n string) (netip.Addr, bool) {
+// or the 32-nibble ip6.arpa form) into the address it names. It takes the
+// name as a string (the full path) or as bytes (the UDP fast path) and
+// allocates neither way: PTR answers on the fast path are allocation-free.
+func reverseAddr[T ~string | ~[]byte](n T) (netip.Addr, bool) {
 	switch {
-	case strings.HasSuffix(n, reverse4):
-		parts := strings.Split(strings.TrimSuffix(n, reverse4), ".")
-		if len(parts) != 4 {
-			return netip.Addr{}, false
-		}
+	case hasSuffix(n, reverse4):
+		s := n[:len(n)-len(reverse4)]
 		var a [4]byte
-		for i, p := range parts {
-			v, err := strconv.ParseUint(p, 10, 8)
-			if err != nil || (len(p) > 1 && p[0] == '0') {
+		// Four decimal labels, least significant first, each 0-255
+		// without leading zeros.
+		for i := 3; i >= 0; i-- {
+			end := 0
+			for end < len(s) && s[end] != '.' {
+				end++
+			}
+			if (i == 0) != (end == len(s)) {
+				return netip.Addr{}, false // too few or too many labels
+			}
+			v, ok := decimalOctet(s[:end])
+			if !ok {
 				return netip.Addr{}, false
 			}
-			a[3-i] = byte(v)
+			a[i] = v
+			if i > 0 {
+				s = s[end+1:]
+			}
 		}
 		return netip.AddrFrom4(a), true
-	case strings.HasSuffix(n, reverse6):
-		s := strings.TrimSuffix(n, reverse6)
+	case hasSuffix(n, reverse6):
+		s := n[:len(n)-len(reverse6)]
 		if len(s) != 63 {
 			return netip.Addr{}, false
 		}
@@ -156,7 +166,42 @@ func reverseAddr(n string) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
+// decimalOctet parses 0-255 written in decimal without a sign or leading
+// zeros, as strconv.ParseUint(p, 10, 8) would with that extra rule.
+func decimalOctet[T ~string | ~[]byte](p T) (byte, bool) {
+	if len(p) == 0 || len(p) > 3 || (len(p) > 1 && p[0] == '0') {
+		return 0, false
+	}
+	v := 0
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int(c-'0')
+	}
+	if v > 255 {
+		return 0, false
+	}
+	return byte(v), true
+}
+
+// hasSuffix is strings.HasSuffix for a name in a string or in bytes,
+// compared byte by byte so that neither form is converted.
+func hasSuffix[T ~string | ~[]byte](n T, suffix string) bool {
+	if len(n) < len(suffix) {
+		return false
+	}
+	n = n[len(n)-len(suffix):]
+	for i := 0; i < len(suffix); i++ {
+		if n[i] != suffix[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // isReverse reports whether the lower-case name is under in-addr.arpa or ip6.arpa.
-func isReverse(n string) bool {
-	return strings.HasSuffix(n, reverse4) || strings.HasSuffix(n, reverse6)
+func isReverse[T ~string | ~[]byte](n T) bool {
+	return hasSuffix(n, reverse4) || hasSuffix(n, reverse6)
 }

@@ -1,7 +1,9 @@
 package dns
 
 import (
+	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -129,6 +131,55 @@ func TestReverseAddr(t *testing.T) {
 		if !ok || a != netip.MustParseAddr(tt.want) {
 			t.Errorf("reverseAddr(%q) = %v, %v; want %s", tt.in, a, ok, tt.want)
 		}
+	}
+}
+
+// reverseAddrReference is the straightforward parser, over strings.Split
+// and strconv, that reverseAddr must agree with.
+func reverseAddrReference(n string) (netip.Addr, bool) {
+	if !strings.HasSuffix(n, reverse4) {
+		return netip.Addr{}, false
+	}
+	parts := strings.Split(strings.TrimSuffix(n, reverse4), ".")
+	if len(parts) != 4 {
+		return netip.Addr{}, false
+	}
+	var a [4]byte
+	for i, p := range parts {
+		v, err := strconv.ParseUint(p, 10, 8)
+		if err != nil || (len(p) > 1 && p[0] == '0') {
+			return netip.Addr{}, false
+		}
+		a[3-i] = byte(v)
+	}
+	return netip.AddrFrom4(a), true
+}
+
+func TestReverseAddrMatchesReference(t *testing.T) {
+	labels := []string{"", "0", "00", "01", "1", "9", "10", "99", "100", "199", "200", "249", "250", "255", "256", "300", "999", "1000", "+1", "-1", "a", "1a", " 1"}
+	for _, x := range labels {
+		for _, y := range labels {
+			for _, shape := range []string{"%s.%s.1.2", "1.%s.2.%s", "%s.%s.3", "%s.%s.3.4.5", "%s.%s"} {
+				n := fmt.Sprintf(shape, x, y) + reverse4
+				want, wok := reverseAddrReference(n)
+				got, ok := reverseAddr(n)
+				gotB, okB := reverseAddr([]byte(n))
+				if ok != wok || got != want || okB != wok || gotB != want {
+					t.Errorf("reverseAddr(%q) = %v %v (bytes %v %v); want %v %v", n, got, ok, gotB, okB, want, wok)
+				}
+			}
+		}
+	}
+}
+
+func TestReverseAddrAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
+	v4 := []byte("5.1.32.10.in-addr.arpa.")
+	v6 := []byte("b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.0.0.0.0.1.2.3.4.ip6.arpa.")
+	if n := testing.AllocsPerRun(100, func() { reverseAddr(v4); reverseAddr(v6) }); n > 0 {
+		t.Errorf("%.1f allocations per parse", n)
 	}
 }
 

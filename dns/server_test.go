@@ -2,18 +2,14 @@ package dns
 
 import (
 	"encoding/binary"
-	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
 	mdns "github.com/miekg/dns"
-	"github.com/vishvananda/netns"
+
+	"weavemesh.dev/weave/internal/netnstest"
 )
 
 func startServer(t *testing.T, fwd *Forwarder) (*Server, netip.AddrPort) {
@@ -223,19 +219,7 @@ func FuzzQuery(f *testing.F) {
 
 // TestListenNetns: a listener made inside another namespace answers there.
 func TestListenNetns(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs ip(8)")
-	}
-	name := fmt.Sprintf("wv%dx0-dnstest", os.Getpid())
-	_ = exec.Command("ip", "netns", "del", name).Run() // a leftover
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	path := filepath.Join(DefaultNetnsDir, name)
+	path := netnstest.Add(t, netnstest.Name("wvdns"))
 
 	h, err := NewHandler(HandlerOptions{Store: testStore(t)})
 	if err != nil {
@@ -271,35 +255,11 @@ func TestListenNetns(t *testing.T) {
 
 // dialInNetns makes a UDP socket inside a namespace connected to addr.
 func dialInNetns(path string, addr netip.AddrPort) (net.Conn, error) {
-	target, err := netns.GetFromPath(path)
-	if err != nil {
-		return nil, err
-	}
-	defer target.Close()
-	type res struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			ch <- res{err: err}
-			return
-		}
-		if err := netns.Set(target); err != nil {
-			ch <- res{err: err}
-			return
-		}
-		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
-		if err := netns.Set(orig); err != nil {
-			ch <- res{err: err}
-			return // the thread stays locked and ends with this goroutine
-		}
-		runtime.UnlockOSThread()
-		ch <- res{c, err}
-	}()
-	r := <-ch
-	return r.c, r.err
+	var c net.Conn
+	err := netnstest.Do(path, func() error {
+		var err error
+		c, err = net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
+		return err
+	})
+	return c, err
 }

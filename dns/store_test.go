@@ -19,7 +19,13 @@ type fakeMesh struct {
 	stores map[peer.Name]*Store
 	status map[peer.Name]PeerStatus
 	queued []queuedDelta
+	sent   []queuedUnicast // SendAsync's queue, drained by pushPull
 	now    time.Time
+}
+
+type queuedUnicast struct {
+	from, to peer.Name
+	msg      []byte
 }
 
 type queuedDelta struct {
@@ -138,26 +144,20 @@ func (m *fakeMesh) pushPull(a, b *Store) {
 	}
 	// Drain unicast queues until quiet: pulls produce snapshots.
 	for i := 0; i < 10; i++ {
-		busy := false
-		for _, s := range []*Store{a, b} {
-			for {
-				select {
-				case msg := <-s.sendq:
-					busy = true
-					m.mu.Lock()
-					to := m.stores[msg.to]
-					m.mu.Unlock()
-					if to != nil {
-						to.HandleMessage(s.self, msg.msg)
-					}
-					continue
-				default:
-				}
-				break
-			}
-		}
-		if !busy {
+		m.mu.Lock()
+		q := m.sent
+		m.sent = nil
+		m.mu.Unlock()
+		if len(q) == 0 {
 			return
+		}
+		for _, u := range q {
+			m.mu.Lock()
+			to := m.stores[u.to]
+			m.mu.Unlock()
+			if to != nil {
+				to.HandleMessage(u.from, u.msg)
+			}
 		}
 	}
 }
@@ -174,14 +174,11 @@ func (f *fakeTransport) Broadcast(key string, delta []byte) error {
 	return nil
 }
 
-func (f *fakeTransport) Send(to peer.Name, msg []byte) error {
+func (f *fakeTransport) SendAsync(to peer.Name, msg []byte) bool {
 	f.m.mu.Lock()
-	s := f.m.stores[to]
+	f.m.sent = append(f.m.sent, queuedUnicast{from: f.self, to: to, msg: msg})
 	f.m.mu.Unlock()
-	if s != nil {
-		s.HandleMessage(f.self, msg)
-	}
-	return nil
+	return true
 }
 
 func addrs(ss ...string) []netip.Addr {
@@ -534,10 +531,64 @@ func TestStoreOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Start()
-	s.Start()
 	s.Close()
 	s.Close()
+}
+
+// countingTransport counts what the Store sends and refuses every
+// unicast, as a full SendAsync queue does.
+type countingTransport struct {
+	mu                sync.Mutex
+	broadcasts, sends int
+}
+
+func (c *countingTransport) Broadcast(string, []byte) error {
+	c.mu.Lock()
+	c.broadcasts++
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *countingTransport) SendAsync(peer.Name, []byte) bool {
+	c.mu.Lock()
+	c.sends++
+	c.mu.Unlock()
+	return false
+}
+
+func (c *countingTransport) counts() (int, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.broadcasts, c.sends
+}
+
+// A dropped pull costs nothing but the repair it carried, and after Close
+// the Store sends nothing at all.
+func TestStoreSendDroppedAndClosed(t *testing.T) {
+	m := newFakeMesh(t)
+	a, b := m.add(pA), m.add(pB)
+	if _, err := a.Add(web, addrs("10.32.1.5")); err != nil {
+		t.Fatal(err)
+	}
+	tr := &countingTransport{}
+	b.SetTransport(tr)
+	if err := b.MergeFull(a.FullState()); err != nil { // b lacks a's record: it pulls
+		t.Fatal(err)
+	}
+	if _, sends := tr.counts(); sends != 1 {
+		t.Fatalf("%d pulls sent, want 1", sends)
+	}
+	wantLookup(t, b, web) // dropped: nothing arrived
+	b.Close()
+	if err := b.MergeFull(a.FullState()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Add("db.weave.local.", addrs("10.32.1.6")); err != nil {
+		t.Fatal(err)
+	}
+	if bc, sends := tr.counts(); bc != 0 || sends != 1 {
+		t.Errorf("after Close: %d broadcasts and %d sends, want 0 and 1", bc, sends)
+	}
 }
 
 func TestIndexCounts(t *testing.T) {

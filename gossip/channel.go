@@ -38,6 +38,7 @@ type Channel struct {
 	name    string
 	state   State
 	handler atomic.Pointer[func(from peer.Name, msg []byte)]
+	async   *asyncSender // SendAsync's queue and goroutine; stopped by Shutdown
 }
 
 // Name returns the channel name.
@@ -76,7 +77,9 @@ func (c *Channel) Broadcast(key string, delta []byte) error {
 
 // Send delivers msg to peer to over a TCP stream and returns once it was
 // handed over, or with the error. It blocks up to the memberlist TCP
-// timeout; do not call it from an OnMessage handler. msg may be any size.
+// timeout, so do not call it from an OnMessage handler or a State method
+// (they run on memberlist's goroutines): use SendAsync there. msg may be
+// any size.
 func (c *Channel) Send(to peer.Name, msg []byte) error {
 	n := c.n
 	if n.closed.Load() {
@@ -103,6 +106,35 @@ func (c *Channel) Send(to peer.Name, msg []byte) error {
 	}
 	n.stats.unicastSent.Add(1)
 	return nil
+}
+
+// SendAsync queues msg for Send to peer to and returns at once.
+//
+// The blocking rule: SendAsync never blocks, so unlike Send it may be
+// called from anywhere, including a State's methods and OnMessage
+// handlers, with any lock held. It reports false when the message was
+// dropped: the channel's queue (256 messages) is full or the node is shut
+// down.
+//
+// The channel sends queued messages one at a time, in order, on a
+// goroutine of its own that starts with the first message. A failed send
+// is counted (Stats.AsyncFailed) and logged at debug level, not retried:
+// callers repair lost messages their own way (the next push-pull, a
+// request that times out). From the call on the channel owns msg; do not
+// modify it. Shutdown stops the goroutine, dropping what is still queued,
+// after waiting for a send in flight.
+func (c *Channel) SendAsync(to peer.Name, msg []byte) bool {
+	if c.n.closed.Load() || !c.async.enqueue(to, msg) {
+		c.n.stats.asyncDropped.Add(1)
+		return false
+	}
+	return true
+}
+
+// asyncFailed is told of each failed asynchronous send.
+func (c *Channel) asyncFailed(to peer.Name, err error) {
+	c.n.stats.asyncFailed.Add(1)
+	c.n.log.Debug("gossip: queued send failed; not retried", "channel", c.name, "peer", to, "err", err)
 }
 
 // OnMessage sets the handler for messages sent to this channel with Send.

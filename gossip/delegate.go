@@ -123,7 +123,7 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 func (n *Node) decodeError(what string, err error) {
 	n.stats.decodeErrors.Add(1)
 	if ok, suppressed := n.logLimit.allow("decode " + what); ok {
-		n.log.Warn("dropping malformed gossip "+what+" from a peer", "error", err, "suppressed", suppressed)
+		n.log.Warn("dropping malformed gossip "+what+" from a peer", "err", err, "suppressed", suppressed)
 	}
 }
 
@@ -131,6 +131,6 @@ func (n *Node) decodeError(what string, err error) {
 func (n *Node) mergeError(channel, what string, err error) {
 	n.stats.mergeErrors.Add(1)
 	if ok, suppressed := n.logLimit.allow("merge " + channel + what); ok {
-		n.log.Warn("replicated state refused a peer's "+what, "channel", channel, "error", err, "suppressed", suppressed)
+		n.log.Warn("replicated state refused a peer's "+what, "channel", channel, "err", err, "suppressed", suppressed)
 	}
 }

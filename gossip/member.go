@@ -86,7 +86,7 @@ func (n *Node) applyNode(e *memberEntry, mn *memberlist.Node) {
 		n.stats.decodeErrors.Add(1)
 		if ok, suppressed := n.logLimit.allow("meta " + mn.Name); ok {
 			n.log.Warn("member has metadata this peer cannot read; it is listed but not used",
-				"peer", mn.Name, "addr", e.m.GossipAddr, "error", err, "suppressed", suppressed)
+				"peer", mn.Name, "addr", e.m.GossipAddr, "err", err, "suppressed", suppressed)
 		}
 		return
 	}

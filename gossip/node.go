@@ -99,7 +99,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("gossip: %w", err)
 	}
 	for _, w := range warnings {
-		n.log.Warn("ignoring a bad line in the known-peers file", "file", n.known.path, "error", w)
+		n.log.Warn("ignoring a bad line in the known-peers file", "file", n.known.path, "err", w)
 	}
 	n.setMeta(false)
 
@@ -156,6 +156,7 @@ func (n *Node) Register(name string, s State) (*Channel, error) {
 		return nil, fmt.Errorf("gossip: register channel %q: already registered", name)
 	}
 	c := &Channel{n: n, name: name, state: s}
+	c.async = newAsyncSender(asyncQueueLen, c.Send, c.asyncFailed)
 	set := &channelSet{byName: make(map[string]*Channel, len(old.byName)+1), list: append(old.list[:len(old.list):len(old.list)], c)}
 	for k, v := range old.byName {
 		set.byName[k] = v
@@ -192,7 +193,7 @@ func (n *Node) Start(ctx context.Context, peers []string) error {
 
 	n.known.name(addrs)
 	if err := n.known.save(); err != nil {
-		n.log.Warn("cannot remember peers; they will be forgotten at restart", "error", err)
+		n.log.Warn("cannot remember peers; they will be forgotten at restart", "err", err)
 	}
 	// The initial round ends early on ctx or Shutdown, whichever first.
 	roundCtx, cancelRound := context.WithCancel(ctx)
@@ -276,7 +277,7 @@ func (n *Node) Leave(timeout time.Duration) error {
 	}
 	n.mu.Unlock()
 	if err := n.ml.UpdateNode(timeout / 2); err != nil {
-		n.log.Debug("leaving: metadata update not fully sent", "error", err)
+		n.log.Debug("leaving: metadata update not fully sent", "err", err)
 	}
 	if err := n.ml.Leave(max(time.Until(deadline), time.Millisecond)); err != nil {
 		return fmt.Errorf("gossip: leave: %w", err)
@@ -301,6 +302,11 @@ func (n *Node) Shutdown() error {
 
 	n.wg.Wait()
 	n.closed.Store(true)
+	// Before memberlist goes: a queued send in flight finishes (or fails
+	// fast now that closed is set) and nothing is sent after.
+	for _, c := range n.channels.Load().list {
+		c.async.stop()
+	}
 	err := n.ml.Shutdown()
 	n.cbMu.Lock() // wait for callbacks in flight
 	n.cbMu.Unlock()
@@ -385,7 +391,7 @@ func (n *Node) round(ctx context.Context) {
 	}
 	if err := n.known.save(); err != nil {
 		if ok, _ := n.logLimit.allow("save known"); ok {
-			n.log.Warn("cannot save known peers", "error", err)
+			n.log.Warn("cannot save known peers", "err", err)
 		}
 	}
 }
@@ -449,15 +455,15 @@ func (n *Node) join(ctx context.Context, addr string) error {
 	prevFails := n.known.result(addr, err == nil, time.Now(), n.cfg.RejoinInterval)
 	switch {
 	case err != nil && prevFails == 0 && hintFor(err.Error()) != "":
-		n.log.Warn("peer "+addr+": "+hintFor(err.Error())+"; will keep trying", "error", err)
+		n.log.Warn("peer "+addr+": "+hintFor(err.Error())+"; will keep trying", "err", err)
 	case err != nil && prevFails == 0:
-		n.log.Warn("peer "+addr+": cannot join; will keep trying", "error", err)
+		n.log.Warn("peer "+addr+": cannot join; will keep trying", "err", err)
 	case err != nil:
-		n.log.Debug("cannot join peer", "peer", addr, "failures", prevFails+1, "error", err)
+		n.log.Debug("cannot join peer", "addr", addr, "failures", prevFails+1, "err", err)
 	case prevFails > 0:
-		n.log.Info("joined peer after failures", "peer", addr, "failures", prevFails)
+		n.log.Info("joined peer after failures", "addr", addr, "failures", prevFails)
 	default:
-		n.log.Debug("joined peer", "peer", addr)
+		n.log.Debug("joined peer", "addr", addr)
 	}
 	return err
 }
@@ -493,6 +499,7 @@ func (n *Node) isMemberHost(ctx context.Context, addr string) bool {
 type counters struct {
 	broadcastsQueued, broadcastsSent, broadcastsReceived, broadcastsRelayed atomic.Uint64
 	unicastSent, unicastReceived, unicastUnhandled                          atomic.Uint64
+	asyncDropped, asyncFailed                                               atomic.Uint64
 	pushPullSent, pushPullReceived                                          atomic.Uint64
 	decodeErrors, mergeErrors, unknownChannel                               atomic.Uint64
 	joinAttempts, joinFailures, rejoinRounds                                atomic.Uint64
@@ -508,6 +515,8 @@ type Stats struct {
 	UnicastSent        uint64
 	UnicastReceived    uint64
 	UnicastUnhandled   uint64 // received for a channel with no OnMessage handler
+	AsyncDropped       uint64 // SendAsync messages dropped: queue full or node shut down
+	AsyncFailed        uint64 // SendAsync messages whose send failed
 	PushPullSent       uint64 // full states sent
 	PushPullReceived   uint64 // full states received and decoded
 	DecodeErrors       uint64 // malformed messages, push-pull states and metadata
@@ -530,6 +539,8 @@ func (n *Node) Stats() Stats {
 		UnicastSent:        c.unicastSent.Load(),
 		UnicastReceived:    c.unicastReceived.Load(),
 		UnicastUnhandled:   c.unicastUnhandled.Load(),
+		AsyncDropped:       c.asyncDropped.Load(),
+		AsyncFailed:        c.asyncFailed.Load(),
 		PushPullSent:       c.pushPullSent.Load(),
 		PushPullReceived:   c.pushPullReceived.Load(),
 		DecodeErrors:       c.decodeErrors.Load(),

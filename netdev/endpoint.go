@@ -347,6 +347,42 @@ func (b *Bridge) Detach(path string) (Endpoint, error) {
 	return ep, nil
 }
 
+// RemoveAddrs removes cidrs from the container end of the endpoint in the
+// namespace at path, undoing an Attach that added them to an endpoint
+// that was there before; addresses it does not hold are skipped. It fails
+// with an error wrapping ErrNotAttached if there is no endpoint.
+func (b *Bridge) RemoveAddrs(path string, cidrs []netip.Prefix) error {
+	t, err := openTarget(path)
+	if err != nil {
+		return err
+	}
+	defer t.close()
+	if err := b.lock(); err != nil {
+		return err
+	}
+	defer b.mu.Unlock()
+	host, peer, err := b.find(t, HostIfaceName(t.id))
+	if err != nil {
+		return err
+	}
+	if host == nil {
+		return fmt.Errorf("remove addresses in %s: %w", path, ErrNotAttached)
+	}
+	have, err := listAddrs(t.h, peer)
+	if err != nil {
+		return err
+	}
+	for _, p := range cidrs {
+		if !slices.Contains(have, p) {
+			continue
+		}
+		if err := t.h.AddrDel(peer, prefixToAddr(p)); err != nil && !isNotFound(err) {
+			return fmt.Errorf("remove %s from %s: %w", p, peer.Attrs().Name, err)
+		}
+	}
+	return nil
+}
+
 // Endpoints lists the bridge's endpoint ports: veths on the bridge whose
 // names start with HostIfacePrefix. The host side cannot name the container
 // namespace, so ID and Netns are empty; the container side (Iface, MAC,

@@ -211,6 +211,27 @@ func TestDetach(t *testing.T) {
 	mustAttach(t, b, AttachOptions{Netns: c, CIDRs: []netip.Prefix{pfx("10.99.4.1/24")}})
 }
 
+func TestRemoveAddrs(t *testing.T) {
+	e := newEnv(t)
+	b := mustBridge(t, 1400)
+	c := e.container("c")
+	if err := b.RemoveAddrs(c, []netip.Prefix{pfx("10.99.6.1/24")}); !errors.Is(err, ErrNotAttached) {
+		t.Errorf("RemoveAddrs without an endpoint: %v, want ErrNotAttached", err)
+	}
+	mustAttach(t, b, AttachOptions{Netns: c, CIDRs: []netip.Prefix{pfx("10.99.6.1/24")}})
+	mustAttach(t, b, AttachOptions{Netns: c, CIDRs: []netip.Prefix{pfx("10.99.6.2/24"), pfx("fd99::6:2/64")}})
+	if err := b.RemoveAddrs(c, []netip.Prefix{pfx("10.99.6.2/24"), pfx("fd99::6:2/64"), pfx("10.99.6.9/24")}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Inspect(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sameSet(got.CIDRs, []netip.Prefix{pfx("10.99.6.1/24")}) {
+		t.Errorf("CIDRs after RemoveAddrs = %v, want only 10.99.6.1/24", got.CIDRs)
+	}
+}
+
 func TestExpose(t *testing.T) {
 	e := newEnv(t)
 	needPing(t)

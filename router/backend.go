@@ -193,6 +193,15 @@ func (r *Router) Forget(ctx context.Context, peers []string) error {
 }
 
 // Attach implements api.Backend.
+//
+// Attach is a transaction. Its steps are the features' prepareAttach (IP
+// allocation), the veth on the bridge, the registry record and the
+// features' attached (DNS registration); when one fails, every step that
+// succeeded is undone, in reverse. A new endpoint's veth is deleted; an
+// endpoint that was there before (a second attach adding addresses) loses
+// only the addresses this attach added and keeps its previous record.
+// Features whose attached ran on an endpoint that was there before are not
+// undone: detached would drop what they held for it before this attach.
 func (r *Router) Attach(ctx context.Context, req api.AttachRequest) (api.Endpoint, error) {
 	if err := r.checkReady(); err != nil {
 		return api.Endpoint{}, err
@@ -205,47 +214,83 @@ func (r *Router) Attach(ctx context.Context, req api.AttachRequest) (api.Endpoin
 		return api.Endpoint{}, api.BadRequest("%v", err)
 	}
 	plan := &attachPlan{ID: id, Netns: req.Netns, Name: req.Name, Specs: req.CIDRs, Auto: len(req.CIDRs) == 0}
-	var done []endpointHook
-	abort := func() {
-		for i := len(done) - 1; i >= 0; i-- {
-			done[i].abortAttach(plan)
+	var undo []func()
+	fail := func(err error) (api.Endpoint, error) {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
 		}
+		return api.Endpoint{}, err
 	}
 	for _, h := range r.hooks {
 		if err := h.prepareAttach(ctx, plan); err != nil {
-			abort()
-			return api.Endpoint{}, err
+			return fail(err)
 		}
-		done = append(done, h)
+		undo = append(undo, func() { h.abortAttach(plan) })
 	}
 	for _, s := range plan.Specs {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			abort()
-			return api.Endpoint{}, api.BadRequest("address %q: want IP/PREFIX such as 10.32.0.5/12", s)
+			return fail(api.BadRequest("address %q: want IP/PREFIX such as 10.32.0.5/12", s))
 		}
 		plan.Prefixes = append(plan.Prefixes, p)
 	}
 	if len(plan.Prefixes) == 0 {
-		abort()
-		return api.Endpoint{}, api.BadRequest("give at least one address as IP/PREFIX")
+		return fail(api.BadRequest("give at least one address as IP/PREFIX"))
+	}
+
+	// What was there before, to undo exactly what this attach adds.
+	prev, err := r.bridge.Inspect(req.Netns)
+	existed := err == nil
+	if err != nil && !endpointGone(err) {
+		return fail(fmt.Errorf("attach %s: %w", req.Netns, err))
 	}
 	nep, err := r.bridge.Attach(netdev.AttachOptions{Netns: req.Netns, CIDRs: plan.Prefixes, MTU: r.cfg.MTU})
 	if err != nil {
-		abort()
 		if errors.Is(err, netdev.ErrNotNetns) {
-			return api.Endpoint{}, api.BadRequest("%v", err)
+			err = api.BadRequest("%v", err)
 		}
-		return api.Endpoint{}, err
+		return fail(err)
 	}
+	if existed {
+		added := slices.DeleteFunc(slices.Clone(plan.Prefixes), func(p netip.Prefix) bool { return slices.Contains(prev.CIDRs, p) })
+		undo = append(undo, func() {
+			if err := r.bridge.RemoveAddrs(req.Netns, added); err != nil {
+				r.log.Warn("attach failed; cannot remove the addresses it added", "netns", req.Netns, "cidrs", added, "err", err)
+			}
+		})
+	} else {
+		undo = append(undo, func() {
+			if _, err := r.bridge.Detach(req.Netns); err != nil && !endpointGone(err) {
+				r.log.Warn("attach failed; cannot remove the endpoint it made", "netns", req.Netns, "err", err)
+			}
+		})
+	}
+
 	ep := apiEndpoint(nep, req.Name)
+	prevRec, hadRec := r.eps.get(ep.ID)
 	if err := r.eps.put(endpointRecord{ID: ep.ID, Netns: req.Netns, CIDRs: ep.CIDRs, Name: req.Name}); err != nil {
-		return api.Endpoint{}, err
+		return fail(err)
 	}
+	undo = append(undo, func() {
+		var err error
+		if hadRec {
+			err = r.eps.put(prevRec)
+		} else {
+			err = r.eps.remove(ep.ID)
+		}
+		if err != nil {
+			r.log.Warn("attach failed; cannot restore the endpoint registry", "netns", req.Netns, "err", err)
+		}
+	})
+
 	for _, h := range r.hooks {
 		if err := h.attached(ctx, plan, ep); err != nil {
-			return ep, err
+			if existed {
+				return ep, err
+			}
+			return fail(err)
 		}
+		undo = append(undo, func() { h.detached(ctx, ep) })
 	}
 	r.log.Info("attached", "netns", req.Netns, "iface", ep.HostIface, "mac", ep.MAC, "cidrs", ep.CIDRs)
 	return ep, nil

@@ -122,8 +122,11 @@ func (r *Router) startDNS() (func(), error) {
 		r.api.HandleDNS(dnsOff{})
 		return func() {}, nil
 	}
+	// One key names the part of the router a line comes from, as the
+	// sleeve's and memberlist's lines carry theirs.
+	log := r.log.With("component", "dns")
 	f := &dnsFeature{
-		r: r, log: r.log, domain: r.cfg.DNSDomain,
+		r: r, log: log, domain: r.cfg.DNSDomain,
 		manualPath: filepath.Join(r.cfg.DataDir, dns.ManualFile),
 		etcNetns:   dns.DefaultEtcNetns, netnsDir: dns.DefaultNetnsDir,
 		written: map[string]string{}, bridgeFailed: map[netip.Addr]bool{},
@@ -132,7 +135,7 @@ func (r *Router) startDNS() (func(), error) {
 	empty := map[netip.AddrPort]bool{}
 	f.self.Store(&empty)
 	var err error
-	if f.store, err = dns.NewStore(dns.StoreOptions{Self: r.name, Peers: r.dnsPeers, Logger: r.log}); err != nil {
+	if f.store, err = dns.NewStore(dns.StoreOptions{Self: r.name, Peers: r.dnsPeers, Logger: log}); err != nil {
 		return nil, err
 	}
 	ch, err := r.gossip.Register(dnsChannel, f.store)
@@ -155,14 +158,14 @@ func (r *Router) startDNS() (func(), error) {
 	}
 	metrics := new(dns.Metrics)
 	if f.fwd, err = dns.NewForwarder(dns.ForwarderOptions{Servers: upstream, IsSelf: f.isSelf,
-		Metrics: metrics, Logger: r.log}); err != nil {
+		Metrics: metrics, Logger: log}); err != nil {
 		return nil, err
 	}
 	if f.h, err = dns.NewHandler(dns.HandlerOptions{Domain: f.domain, TTL: r.cfg.DNSTTL, Store: f.store,
-		Forwarder: f.fwd, Metrics: metrics, Logger: r.log}); err != nil {
+		Forwarder: f.fwd, Metrics: metrics, Logger: log}); err != nil {
 		return nil, err
 	}
-	if f.srv, err = dns.NewServer(f.h, r.log); err != nil {
+	if f.srv, err = dns.NewServer(f.h, log); err != nil {
 		return nil, err
 	}
 	listen := r.cfg.DNSListenAddress
@@ -178,21 +181,20 @@ func (r *Router) startDNS() (func(), error) {
 			f.srv.Close()
 			return nil, fmt.Errorf("--dns-listen-address %s: %w (is another DNS server running? choose another address)", f.hostAddr, err)
 		}
-		r.log.Warn("DNS: not answering on the default host address; containers are unaffected", "addr", f.hostAddr, "err", err)
+		log.Warn("DNS: not answering on the default host address; containers are unaffected", "addr", f.hostAddr, "err", err)
 	}
 	f.syncBridge()
 	if removed, err := dns.SweepNetnsResolvConf(f.etcNetns, f.netnsDir); err != nil {
-		r.log.Warn("DNS: cannot remove resolv.conf files of namespaces that are gone", "err", err)
+		log.Warn("DNS: cannot remove resolv.conf files of namespaces that are gone", "err", err)
 	} else if len(removed) > 0 {
-		r.log.Info("DNS: removed resolv.conf files of namespaces that are gone", "namespaces", removed)
+		log.Info("DNS: removed resolv.conf files of namespaces that are gone", "namespaces", removed)
 	}
 
 	r.api.HandleDNS(f)
 	r.hooks = append(r.hooks, f)
-	f.store.Start()
 	f.wg.Add(1)
 	go f.loop()
-	r.log.Info("DNS ready", "domain", f.domain, "ttl", r.cfg.DNSTTL, "nameserver", dns.ContainerNameserver.Addr(),
+	log.Info("DNS ready", "domain", f.domain, "ttl", r.cfg.DNSTTL, "nameserver", dns.ContainerNameserver.Addr(),
 		"listen", f.listenAddrs(), "upstream", f.fwd.Servers())
 	return f.close, nil
 }

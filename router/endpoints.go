@@ -50,18 +50,30 @@ func (s *endpointStore) list() []endpointRecord {
 	return slices.Clone(s.recs)
 }
 
+// put adds or replaces the record of r.ID. When the file cannot be
+// written the registry is left as it was, in memory too, so that a failed
+// attach leaves no trace of the endpoint.
 func (s *endpointStore) put(r endpointRecord) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	old := s.recs
+	s.recs = slices.Clone(s.recs)
 	i := slices.IndexFunc(s.recs, func(x endpointRecord) bool { return x.ID == r.ID })
 	if i >= 0 {
 		s.recs[i] = r
 	} else {
 		s.recs = append(s.recs, r)
 	}
-	return s.saveLocked()
+	if err := s.saveLocked(); err != nil {
+		s.recs = old
+		return err
+	}
+	return nil
 }
 
+// remove drops the record of id. The record goes from memory even when
+// the file cannot be written: the endpoint is gone either way, and the next
+// successful write catches the file up.
 func (s *endpointStore) remove(id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -26,10 +26,15 @@ type attachPlan struct {
 
 // endpointHook is a feature that takes part in the life of endpoints.
 // Hooks run in registration order on attach, and in reverse on detach.
+// Attach is a transaction (Router.Attach): when a step fails, the hooks
+// that took part are undone in reverse, detached for those whose attached
+// ran, then abortAttach for all whose prepareAttach succeeded.
 type endpointHook interface {
 	// prepareAttach may consume specs and add prefixes.
 	prepareAttach(ctx context.Context, p *attachPlan) error
-	// abortAttach undoes prepareAttach when the attach failed.
+	// abortAttach undoes prepareAttach when the attach failed. It also
+	// runs after attached and detached in a rolled-back attach, so what
+	// attached took over must not be undone twice.
 	abortAttach(p *attachPlan)
 	// attached runs once the endpoint exists.
 	attached(ctx context.Context, p *attachPlan, ep api.Endpoint) error

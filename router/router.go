@@ -17,12 +17,12 @@ import (
 
 	"weavemesh.dev/weave/api"
 	"weavemesh.dev/weave/gossip"
+	"weavemesh.dev/weave/mesh/macs"
+	"weavemesh.dev/weave/mesh/routes"
+	"weavemesh.dev/weave/mesh/topology"
 	"weavemesh.dev/weave/meshkey"
 	"weavemesh.dev/weave/netdev"
 	"weavemesh.dev/weave/peer"
-	"weavemesh.dev/weave/router/macs"
-	"weavemesh.dev/weave/router/routes"
-	"weavemesh.dev/weave/router/topology"
 	"weavemesh.dev/weave/sleeve"
 	"weavemesh.dev/weave/sleeve/conn"
 	"weavemesh.dev/weave/sleeve/secure"
@@ -167,7 +167,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	r.topoCh.OnMessage(func(from peer.Name, msg []byte) {
 		if _, err := r.topo.MergeDelta(msg); err != nil {
-			r.log.Warn("bad topology message", "from", from, "err", err)
+			r.log.Warn("bad topology message", "peer", from, "err", err)
 		}
 	})
 
@@ -310,7 +310,9 @@ func (r *Router) refresh() {
 		}
 		return false
 	})
-	r.routes.Set(routes.Compute(routes.Graph{Self: r.name, Peers: names, Down: r.topo.Down()}))
+	// Recomputed only when membership or link state changed: refresh runs
+	// every second, and the flood trees cached with the routes survive.
+	r.routes.Update(routes.Graph{Self: r.name, Peers: names, Down: r.topo.Down()})
 }
 
 // usable reports whether m can carry data: alive (or merely suspected),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: static checks, unit tests with the race detector (the
-# network-namespace ones need root), then the end-to-end tests, which build
-# the weave binary and run real routers in simulated hosts.
+# network-namespace ones need root), the allocation tests without it, then
+# the end-to-end tests, which build the weave binary and run real routers in
+# simulated hosts.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh unit       static checks and unit tests only
@@ -22,6 +23,14 @@ if [[ $what == all || $what == unit ]]; then
 	go vet ./...
 	echo "== unit tests (race)"
 	go test -race -timeout 10m $(go list ./... | grep -v /test/e2e)
+	# The race detector allocates, so the allocation tests skip under it:
+	# run them again without it, in every package that has one. They are
+	# the tests whose names contain "Alloc" (TestFastPathAllocs,
+	# TestFrameDecodeDoesNotAllocate, ...).
+	echo "== allocation tests (no race)"
+	alloc_pkgs=$( (git grep -l 'testing.AllocsPerRun' -- '*_test.go' 2>/dev/null ||
+		grep -rl --include='*_test.go' 'testing.AllocsPerRun' .) | xargs -n1 dirname | sort -u | sed 's|^\./||; s|^|./|')
+	go test -count=1 -timeout 5m -run 'Alloc' $alloc_pkgs
 fi
 if [[ $what == all || $what == e2e ]]; then
 	echo "== end-to-end tests"

@@ -11,9 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"weavemesh.dev/weave/mesh/macs"
+	"weavemesh.dev/weave/mesh/routes"
 	"weavemesh.dev/weave/peer"
-	"weavemesh.dev/weave/router/macs"
-	"weavemesh.dev/weave/router/routes"
 	"weavemesh.dev/weave/sleeve/conn"
 	"weavemesh.dev/weave/sleeve/secure"
 	"weavemesh.dev/weave/sleeve/wire"

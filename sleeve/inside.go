@@ -4,8 +4,8 @@ import (
 	"encoding/binary"
 	"time"
 
+	"weavemesh.dev/weave/mesh/macs"
 	"weavemesh.dev/weave/peer"
-	"weavemesh.dev/weave/router/macs"
 	"weavemesh.dev/weave/sleeve/toobig"
 	"weavemesh.dev/weave/sleeve/wire"
 )

@@ -5,8 +5,8 @@ import (
 	"net/netip"
 	"time"
 
+	"weavemesh.dev/weave/mesh/macs"
 	"weavemesh.dev/weave/peer"
-	"weavemesh.dev/weave/router/macs"
 	"weavemesh.dev/weave/sleeve/conn"
 	"weavemesh.dev/weave/sleeve/secure"
 	"weavemesh.dev/weave/sleeve/wire"

@@ -9,6 +9,7 @@
 package routes
 
 import (
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -33,45 +34,61 @@ type Routes struct {
 	index map[peer.Name]int // peer -> position in peers
 	bad   map[uint64]struct{}
 	next  []int32 // next hop index per peer index; -1 unreachable, self for self
-	via   []int32 // first relay on the path (the next hop) or -1 when direct
 
-	mu    sync.Mutex // guards trees
-	trees map[peer.Name][]peer.Name
+	// trees caches FloodChildren: source -> []peer.Name. A sync.Map, not
+	// a mutex, because the datapath reads it for every flooded frame from
+	// several goroutines and writes happen once per source.
+	trees sync.Map
 }
 
 // Compute builds the routes for g.
 func Compute(g Graph) *Routes {
+	return compute(g.Self, sortedPeers(g), g.Down)
+}
+
+// sortedPeers returns g's peers with self, sorted, without duplicates.
+func sortedPeers(g Graph) []peer.Name {
 	peers := slices.Clone(g.Peers)
 	if !slices.Contains(peers, g.Self) {
 		peers = append(peers, g.Self)
 	}
 	slices.Sort(peers)
-	peers = slices.Compact(peers)
-	r := &Routes{
-		self:  g.Self,
-		peers: peers,
-		index: make(map[peer.Name]int, len(peers)),
-		bad:   make(map[uint64]struct{}),
-		trees: make(map[peer.Name][]peer.Name),
-	}
-	for i, p := range peers {
-		r.index[p] = i
-	}
-	for p, downs := range g.Down {
-		i, ok := r.index[p]
+	return slices.Compact(peers)
+}
+
+// badLinks returns the unusable links among the peers of index, both
+// directions of each.
+func badLinks(index map[peer.Name]int, down map[peer.Name][]peer.Name) map[uint64]struct{} {
+	bad := make(map[uint64]struct{})
+	for p, downs := range down {
+		i, ok := index[p]
 		if !ok {
 			continue
 		}
 		for _, d := range downs {
-			if j, ok := r.index[d]; ok {
-				r.bad[key(i, j)] = struct{}{}
-				r.bad[key(j, i)] = struct{}{}
+			if j, ok := index[d]; ok {
+				bad[key(i, j)] = struct{}{}
+				bad[key(j, i)] = struct{}{}
 			}
 		}
 	}
-	parent := r.bfs(r.index[g.Self])
+	return bad
+}
+
+// compute builds the routes over peers, sorted and holding self.
+func compute(selfName peer.Name, peers []peer.Name, down map[peer.Name][]peer.Name) *Routes {
+	r := &Routes{
+		self:  selfName,
+		peers: peers,
+		index: make(map[peer.Name]int, len(peers)),
+	}
+	for i, p := range peers {
+		r.index[p] = i
+	}
+	r.bad = badLinks(r.index, down)
+	parent := r.bfs(r.index[selfName])
 	r.next = make([]int32, len(peers))
-	self := int32(r.index[g.Self])
+	self := int32(r.index[selfName])
 	for i := range peers {
 		r.next[i] = -1
 	}
@@ -114,26 +131,40 @@ func (r *Routes) adjacent(i, j int) bool {
 
 // bfs returns the parent index of every peer in the tree rooted at root
 // (-1 for the root and for unreachable peers).
+//
+// It takes O(peers + down links), not O(peers²): a mesh is nearly
+// complete, so instead of trying every peer from every visited one, each
+// visit scans only the peers not reached yet. A look at a peer either
+// reaches it (once per peer in all) or finds a down link (at most once
+// per link end and visit). The unvisited list stays in name order, so
+// parents are the same as the plain search's: the first peer, in queue
+// order, that reaches each one.
 func (r *Routes) bfs(root int) []int32 {
 	n := len(r.peers)
 	parent := make([]int32, n)
-	seen := make([]bool, n)
 	for i := range parent {
 		parent[i] = -1
 	}
-	queue := make([]int, 0, n)
-	queue = append(queue, root)
-	seen[root] = true
-	for len(queue) > 0 {
-		u := queue[0]
-		queue = queue[1:]
-		for v := 0; v < n; v++ {
-			if !seen[v] && r.adjacent(u, v) {
-				seen[v] = true
-				parent[v] = int32(u)
+	unvisited := make([]int32, 0, n)
+	for i := range n {
+		if i != root {
+			unvisited = append(unvisited, int32(i))
+		}
+	}
+	queue := make([]int32, 1, n)
+	queue[0] = int32(root)
+	for h := 0; h < len(queue) && len(unvisited) > 0; h++ {
+		u := queue[h]
+		left := unvisited[:0]
+		for _, v := range unvisited {
+			if r.adjacent(int(u), int(v)) {
+				parent[v] = u
 				queue = append(queue, v)
+			} else {
+				left = append(left, v)
 			}
 		}
+		unvisited = left
 	}
 	return parent
 }
@@ -154,12 +185,12 @@ func (r *Routes) NextHop(dst peer.Name) (peer.Name, bool) {
 
 // FloodChildren returns the neighbours to which self forwards a frame
 // flooded by src: its children in src's tree. The slice is shared; do not
-// modify it.
+// modify it. The first call for a source computes the tree, in time linear
+// in peers and down links and holding no lock; later calls read the cache
+// without allocating.
 func (r *Routes) FloodChildren(src peer.Name) []peer.Name {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if c, ok := r.trees[src]; ok {
-		return c
+	if c, ok := r.trees.Load(src); ok {
+		return c.([]peer.Name)
 	}
 	var children []peer.Name
 	if root, ok := r.index[src]; ok {
@@ -170,8 +201,10 @@ func (r *Routes) FloodChildren(src peer.Name) []peer.Name {
 			}
 		}
 	}
-	r.trees[src] = children
-	return children
+	// Two goroutines may compute the same tree at once; both get the one
+	// stored first.
+	c, _ := r.trees.LoadOrStore(src, children)
+	return c.([]peer.Name)
 }
 
 // Peers returns the peers this computation covers, sorted.
@@ -191,6 +224,22 @@ func NewTable(self peer.Name) *Table {
 
 // Set replaces the current routes.
 func (t *Table) Set(r *Routes) { t.cur.Store(r) }
+
+// Update recomputes the routes from g only when g differs from the graph
+// the current routes were computed from, in its peers or in its usable
+// links, and reports whether it did. Comparing takes O(peers + down links)
+// where recomputing takes more and throws the cached flood trees away, so
+// the router calls Update on every refresh and routes change only with
+// the topology. Update is for a single writer.
+func (t *Table) Update(g Graph) bool {
+	cur := t.Get()
+	peers := sortedPeers(g)
+	if cur.self == g.Self && slices.Equal(cur.peers, peers) && maps.Equal(cur.bad, badLinks(cur.index, g.Down)) {
+		return false
+	}
+	t.Set(compute(g.Self, peers, g.Down))
+	return true
+}
 
 // Get returns the current routes.
 func (t *Table) Get() *Routes { return t.cur.Load() }
