@@ -18,8 +18,9 @@ type Member struct {
 }
 
 // Transport carries the Allocator's messages. Broadcast gossips a delta to
-// every peer (best effort; push-pull repairs losses); Send delivers a
-// message to one peer and must not block; Members is the membership view.
+// every peer (best effort; push-pull repairs losses); Send queues a
+// message for one peer and never blocks, as gossip.Channel.SendAsync;
+// Members is the membership view.
 type Transport interface {
 	Broadcast(key string, delta []byte) error
 	Send(to peer.Name, msg []byte)

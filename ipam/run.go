@@ -2,7 +2,6 @@ package ipam
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -63,61 +62,19 @@ func (a *Allocator) Kick() {
 
 // GossipTransport carries an Allocator's messages over a gossip channel.
 // Create it, create the Allocator with it, register the Allocator as the
-// channel's State, then SetChannel and Start.
+// channel's State, then SetChannel.
 type GossipTransport struct {
 	node *gossip.Node
 	ch   atomic.Pointer[gossip.Channel]
-	q    chan inbound // outgoing: from is the destination
-
-	mu     sync.Mutex // guards cancel
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
 }
 
 // NewGossipTransport returns a transport over node.
 func NewGossipTransport(node *gossip.Node) *GossipTransport {
-	return &GossipTransport{node: node, q: make(chan inbound, inboxSize)}
+	return &GossipTransport{node: node}
 }
 
 // SetChannel sets the channel to use, once registered.
 func (t *GossipTransport) SetChannel(ch *gossip.Channel) { t.ch.Store(ch) }
-
-// Start runs the sender until Close.
-func (t *GossipTransport) Start() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.cancel != nil {
-		return
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.cancel = cancel
-	t.wg.Add(1)
-	go func() {
-		defer t.wg.Done()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case m := <-t.q:
-				if ch := t.ch.Load(); ch != nil {
-					_ = ch.Send(m.from, m.msg) // a lost message times out at the requester
-				}
-			}
-		}
-	}()
-}
-
-// Close stops the sender and waits for it; idempotent.
-func (t *GossipTransport) Close() {
-	t.mu.Lock()
-	c := t.cancel
-	t.cancel = func() {}
-	t.mu.Unlock()
-	if c != nil {
-		c()
-	}
-	t.wg.Wait()
-}
 
 // Broadcast implements Transport.
 func (t *GossipTransport) Broadcast(key string, delta []byte) error {
@@ -128,11 +85,11 @@ func (t *GossipTransport) Broadcast(key string, delta []byte) error {
 	return ch.Broadcast(key, delta)
 }
 
-// Send implements Transport.
+// Send implements Transport: the channel's queued sender carries it, and
+// a lost message times out at the requester, which asks again.
 func (t *GossipTransport) Send(to peer.Name, msg []byte) {
-	select {
-	case t.q <- inbound{to, msg}:
-	default:
+	if ch := t.ch.Load(); ch != nil {
+		ch.SendAsync(to, msg)
 	}
 }
 

@@ -125,7 +125,6 @@ func newIPAMHook(r *Router) (*ipamHook, error) {
 	}
 	h.tr.SetChannel(ch)
 	ch.OnMessage(h.a.Deliver)
-	h.tr.Start()
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	h.wg.Add(1)
@@ -146,7 +145,6 @@ func (h *ipamHook) close() {
 	h.once.Do(func() {
 		h.cancel()
 		h.wg.Wait()
-		h.tr.Close()
 		h.a.Close()
 		if err := h.store.Close(); err != nil {
 			h.r.log.Warn("close IPAM data file", "err", err)
