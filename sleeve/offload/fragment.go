@@ -23,10 +23,10 @@ type Fragmenter struct {
 }
 
 // Reset prepares to cut frame (virtio header, Ethernet frame holding an
-// IPv4 packet without DF) into fragments of at most maxIP bytes of IP
-// packet each. A partial L4 checksum (NEEDS_CSUM) is completed in place
+// IPv4 packet without DF) into fragments of at most maxFrame bytes each,
+// virtio header included. A partial L4 checksum (NEEDS_CSUM) is completed in place
 // first: it must be whole before the packet is cut.
-func (f *Fragmenter) Reset(frame []byte, maxIP int) error {
+func (f *Fragmenter) Reset(frame []byte, maxFrame int) error {
 	*f = Fragmenter{}
 	if len(frame) < VnetHdrLen {
 		return malformed("%d-byte frame has no virtio header", len(frame))
@@ -50,9 +50,9 @@ func (f *Fragmenter) Reset(frame []byte, maxIP int) error {
 	if ff&0x4000 != 0 {
 		return malformed("IPv4 packet has DF set")
 	}
-	f.per = (maxIP - ihl) &^ 7
+	f.per = (maxFrame - VnetHdrLen - l3 - ihl) &^ 7
 	if f.per <= 0 {
-		return malformed("%d bytes leave no room for fragment payload", maxIP)
+		return malformed("%d bytes leave no room for fragment payload", maxFrame)
 	}
 	if h.flags&FlagNeedsCsum != 0 {
 		start, field := int(h.csumStart), int(h.csumStart)+int(h.csumOffset)

@@ -152,6 +152,12 @@ func (s *Segmenter) Reset(frame []byte) error {
 // Ethernet, IP and L4 headers of one segment.
 func (s *Segmenter) HeaderLen() int { return VnetHdrLen + s.hdrLen }
 
+// SegmentLen is the length of the largest segment (the first): virtio
+// header, headers and payload.
+func (s *Segmenter) SegmentLen() int {
+	return VnetHdrLen + s.hdrLen + min(s.gsoSize, len(s.frame)-s.hdrLen)
+}
+
 // Count is the number of segments.
 func (s *Segmenter) Count() int { return s.n }
 

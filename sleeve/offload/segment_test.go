@@ -193,7 +193,7 @@ func TestFragment(t *testing.T) {
 	in := build(spec{udp: true, id: 0x4242, payload: pattern(3000), partial: true})
 	want := complete(t, in) // the checksum the fragments must carry, whole
 	var f Fragmenter
-	if err := f.Reset(in, 1300); err != nil {
+	if err := f.Reset(in, VnetHdrLen+ethLen+1300); err != nil {
 		t.Fatal(err)
 	}
 	if in[0]&FlagNeedsCsum != 0 {
@@ -228,7 +228,7 @@ func TestFragment(t *testing.T) {
 		t.Fatalf("%d fragments; reassembled payload equal: %v", n, bytes.Equal(joined, want[ethLen+20:]))
 	}
 	df := build(spec{udp: true, df: true, payload: pattern(3000)})
-	if err := f.Reset(df, 1300); !errors.Is(err, ErrMalformed) {
+	if err := f.Reset(df, VnetHdrLen+ethLen+1300); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("Reset of a DF packet = %v", err)
 	}
 }
