@@ -22,6 +22,8 @@ if [[ $what == all || $what == unit ]]; then
 	go vet ./...
 	echo "== unit tests (race)"
 	go test -race -timeout 10m $(go list ./... | grep -v /test/e2e)
+	echo "== allocation tests (without the race detector, which allocates)"
+	go test -count=1 -timeout 5m -run 'Allocs' ./sleeve/... ./dns/...
 fi
 if [[ $what == all || $what == e2e ]]; then
 	echo "== end-to-end tests"
