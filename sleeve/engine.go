@@ -127,6 +127,7 @@ type counters struct {
 	txDgrams, rxDgrams  atomic.Uint64
 	relayed, floodedOut atomic.Uint64
 	icmpSent, cutOut    atomic.Uint64 // cutOut: super-frames and packets cut into several datagrams
+	coalesced, merged   atomic.Uint64 // the receive pipeline's Coalescer totals
 }
 
 // New validates o and returns an engine that is not yet running.

@@ -211,6 +211,8 @@ func (out *outside) flushTAP() {
 		return
 	}
 	frames := out.gro.Frames()
+	out.e.stats.coalesced.Store(out.gro.Coalesced)
+	out.e.stats.merged.Store(out.gro.Merged)
 	n, err := out.e.o.Device.Write(frames, 0)
 	if err != nil && !isClosed(err) {
 		for i := n; i < len(frames); i++ {

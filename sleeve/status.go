@@ -60,6 +60,7 @@ type Stats struct {
 	RxDatagrams         uint64
 	Relayed, FloodedOut uint64
 	ICMPSent, CutOut    uint64 // CutOut: frames sent as several datagrams (segments or fragments)
+	Coalesced, Merged   uint64 // received segments merged (Merged) into super-frames (Coalesced)
 	Drops               map[string]uint64
 }
 
@@ -72,6 +73,7 @@ func (e *Engine) Stats() Stats {
 		TxDatagrams: s.txDgrams.Load(), RxDatagrams: s.rxDgrams.Load(),
 		Relayed: s.relayed.Load(), FloodedOut: s.floodedOut.Load(),
 		ICMPSent: s.icmpSent.Load(), CutOut: s.cutOut.Load(),
+		Coalesced: s.coalesced.Load(), Merged: s.merged.Load(),
 		Drops: e.Drops(),
 	}
 }
