@@ -387,6 +387,18 @@ func TestPathMTUDiscovery(t *testing.T) {
 	if a.e.Stats().ICMPSent != 1 || a.e.Drops()["too_big"] != 1 {
 		t.Fatalf("stats %+v", a.e.Stats())
 	}
+
+	// A TCP super-frame without DF whose segments do not fit the path is
+	// cut into smaller segments instead.
+	payload := bytes.Repeat([]byte("small-segments-"), 400)
+	f := tcpSuperFrame(mac(2), mac(1), payload, 1324)
+	ip4 := f[wire.VnetHdrLen+14:]
+	ip4[6] = 0
+	ipChecksum(ip4[:20])
+	a.dev.in <- f
+	if got, _ := tcpPayloads(t, b.dev, len(payload)); !bytes.Equal(got, payload) {
+		t.Fatal("payload of the re-segmented super-frame differs")
+	}
 }
 
 func ipChecksum(ip []byte) {

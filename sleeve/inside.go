@@ -140,14 +140,18 @@ func (in *inside) send(p *peerState, dst peer.Name, flags uint8, data []byte) {
 	}
 	if in.seg.SegmentLen() > per {
 		// The sender's segments do not fit the path (its MSS comes from
-		// the overlay MTU, which the path no longer carries).
+		// the overlay MTU, which the path no longer carries). With DF,
+		// or IPv6, tell it; without, segment smaller, as a router would
+		// fragment.
 		eth := data[wire.VnetHdrLen:]
-		if toobig.Needed(eth) {
+		switch {
+		case toobig.Needed(eth):
 			in.tooBig(eth, per-wire.VnetHdrLen-ethHeaderLen)
-		} else {
+			return
+		case !in.seg.Shrink(per):
 			e.drop(DropTooBig, nil)
+			return
 		}
-		return
 	}
 	in.b.cut(p, dst, flags, &in.seg)
 	p.txFrames.Add(1)

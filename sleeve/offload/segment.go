@@ -158,6 +158,23 @@ func (s *Segmenter) SegmentLen() int {
 	return VnetHdrLen + s.hdrLen + min(s.gsoSize, len(s.frame)-s.hdrLen)
 }
 
+// Shrink lowers the segment size of a TCP super-frame so that every segment
+// is at most maxLen bytes (virtio header included), as a router that
+// fragments would, but without fragments: TCP accepts segments of any size.
+// It reports false, changing nothing, for UDP (the segment size is the
+// application's datagram size) or when no payload would fit.
+func (s *Segmenter) Shrink(maxLen int) bool {
+	per := maxLen - VnetHdrLen - s.hdrLen
+	if !s.tcp || s.frame == nil || per <= 0 || s.idx > 0 {
+		return false
+	}
+	if per < s.gsoSize {
+		s.gsoSize = per
+		s.n = max(1, (len(s.frame)-s.hdrLen+per-1)/per)
+	}
+	return true
+}
+
 // Count is the number of segments.
 func (s *Segmenter) Count() int { return s.n }
 

@@ -241,3 +241,37 @@ func TestUncopiedOptionsBecomeNOP(t *testing.T) {
 		t.Fatalf("% x, want % x", opts, want)
 	}
 }
+
+func TestSegmentShrink(t *testing.T) {
+	f := build(spec{id: 1, seq: 100, flags: tcpPSH, payload: pattern(3000), gso: 1400})
+	var s Segmenter
+	if err := s.Reset(f); err != nil {
+		t.Fatal(err)
+	}
+	maxLen := VnetHdrLen + 54 + 1000
+	if !s.Shrink(maxLen) || s.SegmentLen() != maxLen || s.Count() != 3 {
+		t.Fatalf("Shrink: segment length %d, %d segments", s.SegmentLen(), s.Count())
+	}
+	hdr := make([]byte, s.HeaderLen())
+	var joined []byte
+	for i := 0; ; i++ {
+		p, ok := s.Next(hdr)
+		if !ok {
+			break
+		}
+		pkt := gopacketValid(t, complete(t, append(bytes.Clone(hdr), p...)))
+		if tcp := pkt.TransportLayer().(*layers.TCP); tcp.Seq != 100+uint32(i*1000) || tcp.PSH != (i == 2) {
+			t.Fatalf("segment %d: seq %d PSH %v", i, tcp.Seq, tcp.PSH)
+		}
+		joined = append(joined, p...)
+	}
+	if !bytes.Equal(joined, pattern(3000)) {
+		t.Fatal("payload differs")
+	}
+	if err := s.Reset(build(spec{udp: true, payload: pattern(3000), gso: 1400})); err != nil {
+		t.Fatal(err)
+	}
+	if s.Shrink(maxLen) {
+		t.Fatal("Shrink changed the datagram size of UDP GSO")
+	}
+}
