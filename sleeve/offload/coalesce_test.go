@@ -45,6 +45,21 @@ func TestCoalesceGolden(t *testing.T) {
 	}
 	gopacketValid(t, complete(t, out[0]))
 
+	in6 := spec{v6: true, flags: tcpPSH, tos: 0xb8, seq: 1000, ack: 5, payload: pattern(9), gso: 4}
+	out = coalesce(segments(t, build(in6)))
+	want = unhex(t, `
+		01 04 4a 00 04 00 36 00 10 00
+		02 00 00 00 00 02 02 00 00 00 00 01 86 dd
+		6b 80 00 07 00 1d 06 40
+		fd 00 00 00 00 00 00 00 00 00 00 00 00 00 00 01
+		fd 00 00 00 00 00 00 00 00 00 00 00 00 00 00 02
+		0f a0 13 88 00 00 03 e8 00 00 00 05 50 18 03 e8 fa 27 00 00
+		00 01 02 03 04 05 06 07 08`)
+	if len(out) != 1 || !bytes.Equal(out[0], want) {
+		t.Fatalf("IPv6: coalesced to %d frames\n got %x\nwant %x", len(out), out, want)
+	}
+	gopacketValid(t, complete(t, out[0]))
+
 	for _, s := range []spec{
 		in,
 		{v6: true, flags: tcpPSH, tos: 0xb8, seq: 1000, ack: 5, payload: pattern(9), gso: 4},
