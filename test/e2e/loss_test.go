@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -24,7 +25,7 @@ const lossBound = 3 * time.Second
 
 // TestLossyUnderlay: with 1% of the underlay's wire packets dropped at
 // random, a 20 MB TCP transfer between containers on two hosts arrives
-// intact and within lossBound, plain and encrypted. A lost datagram costs
+// intact and within lossBound, over IPv4 and IPv6, plain and encrypted. A lost datagram costs
 // the inner TCP one segment, as on a kernel path.
 func TestLossyUnderlay(t *testing.T) {
 	for _, tc := range []struct {
@@ -62,19 +63,34 @@ func TestLossyUnderlay(t *testing.T) {
 				}
 				bound = d
 			}
-			tctx, cancel := context.WithTimeout(ctx, bound)
-			defer cancel()
-			res, err := harness.Transfer(tctx, c1.NS, c2.NS, c2.IP(), 5003, lossTransfer)
-			drops, derr := cl.LossDrops(ctx)
-			if derr != nil {
-				t.Error(derr)
+			transfer := func(family, dst string, port int) {
+				t.Helper()
+				tctx, cancel := context.WithTimeout(ctx, bound)
+				defer cancel()
+				res, err := harness.Transfer(tctx, c1.NS, c2.NS, dst, port, lossTransfer)
+				t.Logf("%s: %d bytes in %v (%.1f Mbit/s)", family, res.RecvBytes, res.Duration.Round(time.Millisecond), res.ThroughputMb)
+				if err != nil {
+					cl.LogRouters(t)
+					t.Fatalf("%s transfer across a 1%%-lossy underlay within %v: %v", family, bound, err)
+				}
 			}
-			t.Logf("%d bytes in %v (%.1f Mbit/s), %d wire packets dropped by the underlay",
-				res.RecvBytes, res.Duration.Round(time.Millisecond), res.ThroughputMb, drops)
+			transfer("IPv4", c2.IP(), 5003)
+			// The same over IPv6 inside the overlay (TCPv6 segments and
+			// super-frames; the underlay stays IPv4).
+			for i, c := range []*harness.Container{c1, c2} {
+				if _, err := c.Exec(ctx, "ip", "-6", "addr", "add", fmt.Sprintf("fd77::%d/64", i+1), "dev", "ethwe", "nodad"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := ping(ctx, c1, "fd77::2"); err != nil {
+				t.Fatal(err)
+			}
+			transfer("IPv6", "fd77::2", 5004)
+			drops, err := cl.LossDrops(ctx)
 			if err != nil {
-				cl.LogRouters(t)
-				t.Fatalf("transfer across a 1%%-lossy underlay within %v: %v", bound, err)
+				t.Fatal(err)
 			}
+			t.Logf("%d wire packets dropped by the underlay", drops)
 			if drops == 0 {
 				t.Error("the underlay dropped nothing: the loss rule is not on the path")
 			}
