@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: static checks, unit tests with the race detector (the
-# network-namespace ones need root), then the end-to-end tests, which build
-# the weave binary and run real routers in simulated hosts.
+# network-namespace ones need root), the allocation tests without it (the
+# race detector allocates), then the end-to-end tests, which build the
+# weave binary and run real routers in simulated hosts.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh unit       static checks and unit tests only
