@@ -92,3 +92,18 @@ func TestScenarioKeysUnique(t *testing.T) {
 		t.Errorf("reference scenario %q not in the table", referenceKey)
 	}
 }
+
+func TestLossScenariosExist(t *testing.T) {
+	for _, k := range lossScenarios {
+		found := false
+		for _, s := range scenarios {
+			found = found || s.Key == k
+		}
+		if !found {
+			t.Errorf("lossy row %q is not a scenario", k)
+		}
+	}
+	if !validKey(lossKey) {
+		t.Errorf("--only %s refused", lossKey)
+	}
+}

@@ -1,11 +1,13 @@
 // Command bench measures container-to-container TCP throughput (iperf3, 1
 // and 4 streams), ping RTT, CPU cost per gigabyte and router memory across
 // two simulated hosts, for each datapath in the scenario table, and prints
-// one table (or JSON with --json). The DNS row (bench/dns.go) has
+// one table (or JSON with --json). The lossy rows (bench/loss.go) repeat
+// one stream over kernel VXLAN and the sleeve with wire-size packets,
+// without loss and with 1% dropped. The DNS row (bench/dns.go) has
 // dnsperf measure weaveDNS against dnsmasq. Run as root after
 // scripts/deps.sh --dns:
 //
-//	go run ./bench [--duration 10s] [--only underlay,vxlan,dns] [--json]
+//	go run ./bench [--duration 10s] [--only underlay,vxlan,loss,dns] [--json]
 package main
 
 import (
@@ -88,12 +90,12 @@ func keys() string {
 	for _, s := range scenarios {
 		ks = append(ks, s.Key)
 	}
-	ks = append(ks, dnsKey)
+	ks = append(ks, lossKey, dnsKey)
 	return strings.Join(ks, ",")
 }
 
 func validKey(k string) bool {
-	if k == dnsKey {
+	if k == dnsKey || k == lossKey {
 		return true
 	}
 	for _, s := range scenarios {
@@ -146,6 +148,10 @@ func run(cfg config) error {
 		}
 	}
 	addRatios(results)
+	var lossRes []LossResult
+	if lossSelected(cfg) && ctx.Err() == nil {
+		lossRes = runLossBench(ctx, cfg, log)
+	}
 	var dnsRes *DNSResult
 	if dnsSelected(cfg) && ctx.Err() == nil {
 		if !cfg.jsonOut {
@@ -158,16 +164,20 @@ func run(cfg config) error {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(struct {
-			DurationS float64    `json:"duration_s"`
-			Reference string     `json:"reference"`
-			Results   []Result   `json:"results"`
-			DNS       *DNSResult `json:"dns,omitempty"`
-		}{cfg.duration.Seconds(), referenceKey, results, dnsRes}); err != nil {
+			DurationS float64      `json:"duration_s"`
+			Reference string       `json:"reference"`
+			Results   []Result     `json:"results"`
+			Loss      []LossResult `json:"loss,omitempty"`
+			DNS       *DNSResult   `json:"dns,omitempty"`
+		}{cfg.duration.Seconds(), referenceKey, results, lossRes, dnsRes}); err != nil {
 			return err
 		}
 	} else {
 		if len(results) > 0 {
 			printTable(os.Stdout, results)
+		}
+		if len(lossRes) > 0 {
+			printLoss(os.Stdout, lossRes)
 		}
 		if dnsRes != nil {
 			printDNS(os.Stdout, *dnsRes)

@@ -14,7 +14,7 @@ var errTooLarge = errors.New("sleeve: datagram larger than the seal arena")
 // Batch limits. A batch is flushed when any is reached.
 const (
 	maxBatchPkts  = 256       // datagrams (or GSO trains) per sendmmsg
-	headerArena   = 128 << 10 // header and chunk bytes per batch
+	headerArena   = 256 << 10 // datagram, frame and packet header bytes per batch
 	sealArena     = 1 << 20   // sealed datagrams per send (encrypted peers)
 	maxOpenDgrams = 16        // small-frame datagrams being filled at once
 )
@@ -30,7 +30,6 @@ type batch struct {
 	slots [maxBatchPkts][][]byte // iovec backing per packet, kept across flushes
 	arena []byte                 // header bytes; fixed capacity, so slices of it stay valid
 	open  []openDgram
-	id    uint32 // frame id for chunked frames
 	// sealed holds the encrypted copies of the batch's datagrams;
 	// allocated on first use, so unencrypted meshes never pay for it.
 	sealed []byte
@@ -90,25 +89,25 @@ func (b *batch) putHeader(dst, src peer.Name, typ, flags uint8) []byte {
 // frame queues a frame that fits in one datagram to p, packing it with
 // other frames for p when there is room.
 func (b *batch) frame(p *peerState, dst peer.Name, flags uint8, data []byte) {
-	need := wire.ChunkLen + len(data)
+	need := wire.FrameLen + len(data)
 	pmtu := b.e.payloadMTU(p)
 	for i := range b.open {
 		o := &b.open[i]
 		if o.p == p && o.dst == dst && o.flags == flags && o.size+need <= pmtu {
-			if !b.room(0, wire.ChunkLen) {
+			if !b.room(0, wire.FrameLen) {
 				break
 			}
-			b.chunk(o.pkt, data, wire.Chunk{Len: uint16(len(data))})
+			b.record(o.pkt, data)
 			o.size += need
 			return
 		}
 	}
-	if !b.room(1, wire.HeaderLen+wire.ChunkLen) {
+	if !b.room(1, wire.HeaderLen+wire.FrameLen) {
 		b.flush()
 	}
 	pkt := b.startPkt(p, 0)
 	b.addIov(pkt, b.putHeader(dst, b.e.self, wire.TypeFrames, flags))
-	b.chunk(pkt, data, wire.Chunk{Len: uint16(len(data))})
+	b.record(pkt, data)
 	if len(b.open) == maxOpenDgrams {
 		copy(b.open, b.open[1:])
 		b.open = b.open[:maxOpenDgrams-1]
@@ -116,50 +115,56 @@ func (b *batch) frame(p *peerState, dst peer.Name, flags uint8, data []byte) {
 	b.open = append(b.open, openDgram{p: p, dst: dst, flags: flags, pkt: pkt, size: wire.HeaderLen + need})
 }
 
-func (b *batch) chunk(pkt int, data []byte, c wire.Chunk) {
-	h := b.hdr(wire.ChunkLen)
-	wire.PutChunk(h, &c)
+func (b *batch) record(pkt int, data []byte) {
+	h := b.hdr(wire.FrameLen)
+	wire.PutFrameLen(h, len(data))
 	b.addIov(pkt, h)
 	b.addIov(pkt, data)
 }
 
-// chunked queues a frame too large for one datagram, cut into chunks that
-// each fill a datagram. With GSO the whole train is one packet for the
-// kernel to split; every datagram but the last has the same size, as GSO
-// requires.
-func (b *batch) chunked(p *peerState, dst peer.Name, flags uint8, data []byte) {
-	per := maxChunkData(b.e.payloadMTU(p))
-	n := (len(data) + per - 1) / per
-	gso := b.e.o.Conn.GSO()
-	pkts := n
-	if gso {
-		pkts = 1
-	}
-	if !b.room(pkts, n*(wire.HeaderLen+wire.ChunkLen)) {
-		b.flush()
-	}
-	b.id++
-	id := b.id
+// cutter yields the packets a frame is cut into: offload.Segmenter for
+// super-frames, offload.Fragmenter for IPv4 packets without DF.
+type cutter interface {
+	HeaderLen() int
+	Count() int
+	Next(hdr []byte) (payload []byte, ok bool)
+}
+
+// cut queues the packets c yields, each in its own datagram to p: the
+// datagram header, frame length and the packet's rewritten headers in the
+// arena, its payload in place. All but the last packet have the same size,
+// so with GSO they go to the kernel as one train (or a few, when the batch
+// fills up part way).
+func (b *batch) cut(p *peerState, dst peer.Name, flags uint8, c cutter) {
+	hl := wire.HeaderLen + wire.FrameLen + c.HeaderLen()
+	gso := b.e.o.Conn.GSO() && c.Count() > 1
 	pkt := -1
-	if gso {
-		pkt = b.startPkt(p, wire.HeaderLen+wire.ChunkLen+per)
-	}
-	for off := 0; off < len(data); off += per {
-		end := min(off+per, len(data))
-		if !gso {
-			pkt = b.startPkt(p, 0)
+	for {
+		// Headers are at most one frame long, far below headerArena,
+		// so a flush always makes room.
+		if !b.room(1, hl) {
+			b.flush()
+			pkt = -1
 		}
-		h := b.hdr(wire.HeaderLen + wire.ChunkLen)
+		h := b.hdr(hl)
+		payload, ok := c.Next(h[wire.HeaderLen+wire.FrameLen:])
+		if !ok {
+			b.arena = b.arena[:len(b.arena)-hl]
+			break
+		}
 		wire.PutHeader(h, &wire.Header{Version: wire.Version, Type: wire.TypeFrames, Flags: flags, TTL: wire.DefaultTTL, Src: b.e.self, Dst: dst})
-		c := wire.Chunk{Len: uint16(end - off), ID: id, Offset: uint32(off)}
-		if end < len(data) {
-			c.Flags = wire.ChunkMore
+		wire.PutFrameLen(h[wire.HeaderLen:], c.HeaderLen()+len(payload))
+		if pkt < 0 || !gso {
+			seg := 0
+			if gso {
+				seg = hl + len(payload)
+			}
+			pkt = b.startPkt(p, seg)
 		}
-		wire.PutChunk(h[wire.HeaderLen:], &c)
 		b.addIov(pkt, h)
-		b.addIov(pkt, data[off:end])
+		b.addIov(pkt, payload)
 	}
-	b.e.stats.chunkedOut.Add(1)
+	b.e.stats.cutOut.Add(1)
 }
 
 // raw queues an already encoded datagram (a relayed one, a heartbeat).

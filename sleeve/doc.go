@@ -9,17 +9,19 @@
 //	TAP read (a batch of frames; with offloads, TCP super-frames up to 64 KiB)
 //	  -> forwarding decision per frame (MAC table, routes: unicast, relay or flood)
 //	  -> small frames packed into one datagram per next hop, up to its path MTU;
-//	     large frames cut into chunks that each fill a datagram, sent with UDP GSO
+//	     super-frames cut into TCP/UDP segments, one per datagram, sent with
+//	     UDP GSO (sleeve/offload); IPv4 too big for the path into fragments
 //	  -> one sendmmsg for the whole batch
 //
 // The receive pipeline (outside.go), run by another goroutine:
 //
 //	recvmmsg (with UDP GRO: many datagrams per buffer)
 //	  -> header check; heartbeats answered; datagrams for other peers relayed as-is
-//	  -> chunks reassembled into frames; source MACs learned
-//	  -> frames written to the TAP; flooded datagrams forwarded to tree children
+//	  -> frames taken out of the datagrams; source MACs learned
+//	  -> in-order TCP segments of a flow merged into super-frames (user-space GRO)
+//	  -> the batch written to the TAP; flooded datagrams forwarded to tree children
 //
-// Frames are referenced in place in the read buffers (header and chunk
-// bytes are separate iovecs), so no frame is copied on the way through,
-// except when a chunked frame is reassembled.
+// Frames are referenced in place in the read buffers (rewritten headers and
+// payload are separate iovecs), so no frame is copied on the way through,
+// except when received segments are merged into a super-frame.
 package sleeve

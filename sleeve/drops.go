@@ -18,12 +18,12 @@ const (
 	DropTruncated   DropReason = iota // datagram shorter than its header says
 	DropVersion                       // unsupported protocol version
 	DropType                          // unknown datagram type
-	DropChunk                         // malformed frame chunk
+	DropFrame                         // malformed frame record
 	DropUnknownPeer                   // source peer not in the mesh
 	DropSelf                          // our own datagram came back
 	DropNoRoute                       // no path to the destination peer
 	DropTTL                           // relayed too many times
-	DropReassembly                    // chunk of a frame arrived out of order
+	DropOffload                       // super-frame that cannot be cut into packets
 	DropTooBig                        // frame larger than the path; ICMP sent
 	DropRunt                          // frame too short to be Ethernet
 	DropSend                          // the socket refused a datagram
@@ -37,8 +37,8 @@ const (
 )
 
 var dropNames = [numDrops]string{
-	"truncated", "bad_version", "bad_type", "bad_chunk", "unknown_peer", "own_datagram",
-	"no_route", "ttl_expired", "reassembly", "too_big", "runt", "send_error", "tap_write_error",
+	"truncated", "bad_version", "bad_type", "bad_frame", "unknown_peer", "own_datagram",
+	"no_route", "ttl_expired", "bad_offload", "too_big", "runt", "send_error", "tap_write_error",
 	"no_session", "auth_failed", "replay", "unencrypted", "bad_handshake",
 }
 
@@ -63,8 +63,8 @@ func (e *Engine) dropDecode(err error) {
 		e.drop(DropVersion, err)
 	case errors.Is(err, wire.ErrType):
 		e.drop(DropType, err)
-	case errors.Is(err, wire.ErrChunk):
-		e.drop(DropChunk, err)
+	case errors.Is(err, wire.ErrFrame):
+		e.drop(DropFrame, err)
 	default:
 		e.drop(DropTruncated, err)
 	}

@@ -122,11 +122,12 @@ type Engine struct {
 }
 
 type counters struct {
-	txFrames, rxFrames   atomic.Uint64
-	txBytes, rxBytes     atomic.Uint64
-	txDgrams, rxDgrams   atomic.Uint64
-	relayed, floodedOut  atomic.Uint64
-	icmpSent, chunkedOut atomic.Uint64
+	txFrames, rxFrames  atomic.Uint64
+	txBytes, rxBytes    atomic.Uint64
+	txDgrams, rxDgrams  atomic.Uint64
+	relayed, floodedOut atomic.Uint64
+	icmpSent, cutOut    atomic.Uint64 // cutOut: super-frames and packets cut into several datagrams
+	coalesced, merged   atomic.Uint64 // the receive pipeline's Coalescer totals
 }
 
 // New validates o and returns an engine that is not yet running.
@@ -234,14 +235,14 @@ func packetLen(p *conn.OutPacket) int {
 // overlayMTUTo returns the largest IP packet the path to p carries in one
 // datagram, capped at the overlay MTU.
 func (e *Engine) overlayMTUTo(p *peerState) int {
-	return min(maxChunkData(e.payloadMTU(p))-wire.VnetHdrLen-ethHeaderLen, e.o.OverlayMTU)
+	return min(maxFrameData(e.payloadMTU(p))-wire.VnetHdrLen-ethHeaderLen, e.o.OverlayMTU)
 }
 
 const ethHeaderLen = 14
 
-// maxChunkData is the frame data (virtio header included) one datagram of
+// maxFrameData is the frame data (virtio header included) one datagram of
 // payload bytes can carry.
-func maxChunkData(payload int) int { return payload - wire.HeaderLen - wire.ChunkLen }
+func maxFrameData(payload int) int { return payload - wire.HeaderLen - wire.FrameLen }
 
 // overhead is what sealing adds to each datagram to p.
 func (e *Engine) overhead(p *peerState) int {

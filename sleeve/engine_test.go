@@ -186,8 +186,72 @@ func TestFloodAndUnicast(t *testing.T) {
 	}
 }
 
-// A TCP super-frame from the offload path crosses as chunks and comes out
-// whole, with its virtio header, with and without GRO.
+// tcpSuperFrame builds a TCP/IPv4 super-frame the way the TAP hands one
+// over: virtio header with GSO TCPv4 and NEEDS_CSUM, the checksum field
+// holding the pseudo-header sum.
+func tcpSuperFrame(dst, src []byte, payload []byte, mss int) []byte {
+	ip := make([]byte, 40, 40+len(payload))
+	ip[0] = 0x45
+	binary.BigEndian.PutUint16(ip[2:], uint16(40+len(payload)))
+	binary.BigEndian.PutUint16(ip[4:], 0x1000)
+	ip[6], ip[8], ip[9] = 0x40, 64, 6
+	copy(ip[12:], []byte{10, 32, 0, 1, 10, 32, 0, 2})
+	ipChecksum(ip)
+	tcp := ip[20:]
+	binary.BigEndian.PutUint16(tcp[0:], 40000)
+	binary.BigEndian.PutUint16(tcp[2:], 5201)
+	binary.BigEndian.PutUint32(tcp[4:], 0xfffff000)
+	binary.BigEndian.PutUint32(tcp[8:], 1)
+	tcp[12], tcp[13] = 5<<4, 0x18 // ACK PSH
+	binary.BigEndian.PutUint16(tcp[14:], 512)
+	var sum uint32 = 6 + uint32(20+len(payload))
+	for i := 12; i < 20; i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(ip[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	binary.BigEndian.PutUint16(tcp[16:], uint16(sum))
+	f := ethFrame(dst, src, 0x0800, append(ip, payload...))
+	f[0], f[1] = 1, 1                        // NEEDS_CSUM, GSO TCPv4
+	binary.LittleEndian.PutUint16(f[2:], 54) // header length
+	binary.LittleEndian.PutUint16(f[4:], uint16(mss))
+	binary.LittleEndian.PutUint16(f[6:], 34) // checksum start
+	binary.LittleEndian.PutUint16(f[8:], 16) // checksum offset
+	return f
+}
+
+// tcpPayloads collects frames from d until their TCP payloads, put in
+// sequence order, add up to n bytes, and returns the payload and the frames.
+func tcpPayloads(t *testing.T, d *fakeDev, n int) ([]byte, [][]byte) {
+	t.Helper()
+	bySeq := map[uint32][]byte{}
+	var frames [][]byte
+	got := 0
+	for got < n {
+		f := expectFrame(t, d, "TCP frames", func(f []byte) bool { return len(f) > 64 && f[wire.VnetHdrLen+14+9] == 6 })
+		frames = append(frames, f)
+		tcp := f[wire.VnetHdrLen+14+20:]
+		p := tcp[int(tcp[12]>>4)*4:]
+		bySeq[binary.BigEndian.Uint32(tcp[4:])] = p
+		got += len(p)
+	}
+	var out []byte
+	for seq := uint32(0xfffff000); len(out) < n; {
+		p, ok := bySeq[seq]
+		if !ok {
+			t.Fatalf("no segment at seq %#x after %d bytes", seq, len(out))
+		}
+		out = append(out, p...)
+		seq += uint32(len(p))
+	}
+	return out, frames
+}
+
+// A TCP super-frame from the offload path crosses as one datagram per
+// segment. With GRO the receiver gets the whole train in one batch and
+// writes back exactly the super-frame it was; without, the segments
+// arrive in several batches, and their payloads still add up.
 func TestSuperFrame(t *testing.T) {
 	for _, gro := range []bool{false, true} {
 		t.Run(fmt.Sprintf("gro=%v", gro), func(t *testing.T) {
@@ -201,18 +265,33 @@ func TestSuperFrame(t *testing.T) {
 			for i := range payload {
 				payload[i] = byte(i * 7)
 			}
-			copy(payload[len(payload)-8:], "the-end!")
-			f := ethFrame(mac(2), mac(1), 0x0800, payload)
-			f[1] = 1                                   // GSO TCPv4
-			binary.LittleEndian.PutUint16(f[2:], 66)   // header length
-			binary.LittleEndian.PutUint16(f[4:], 1300) // segment size
+			f := tcpSuperFrame(mac(2), mac(1), payload, 1324)
+			wireB := m.net.conns[b.addr].capture()
 			a.dev.in <- f
-			got := expectFrame(t, b.dev, "super-frame", hasPayload([]byte("the-end!")))
-			if !bytes.Equal(got, f) {
-				t.Fatalf("super-frame differs: %d bytes, want %d", len(got), len(f))
+			got, frames := tcpPayloads(t, b.dev, len(payload))
+			if !bytes.Equal(got, payload) {
+				t.Fatal("payload differs")
 			}
-			if a.e.Stats().ChunkedOut == 0 {
-				t.Fatal("frame was not chunked")
+			if gro && (len(frames) != 1 || !bytes.Equal(frames[0], f)) {
+				t.Fatalf("with GRO: %d frames written; want the super-frame as sent", len(frames))
+			}
+			if a.e.Stats().CutOut == 0 {
+				t.Fatal("frame was not cut")
+			}
+			if st := b.e.Stats(); gro && (st.Coalesced != 1 || st.Merged != 45) {
+				t.Fatalf("receiver merged %d segments into %d super-frames; want 45 into 1", st.Merged, st.Coalesced)
+			}
+			// One datagram per segment, each within the path MTU.
+			n := 0
+			for len(wireB) > 0 {
+				if d := <-wireB; len(d) > 1472 {
+					t.Fatalf("%d-byte datagram", len(d))
+				} else if d[1] == wire.TypeFrames && len(d) > 400 {
+					n++
+				}
+			}
+			if want := (len(payload) + 1323) / 1324; n != want {
+				t.Fatalf("%d segment datagrams on the wire, want %d", n, want)
 			}
 		})
 	}
@@ -248,7 +327,9 @@ func TestRelayWhenCut(t *testing.T) {
 	noFrame(t, c.dev, "duplicate broadcast", 150*time.Millisecond, hasPayload([]byte("bcast-cut")))
 
 	m.net.setCut(b.addr, c.addr, false)
-	m.waitFor("B-C back up", func() bool { return m.linkState(1, 2) == LinkUp })
+	// Both ends must see the link up: a route avoids a link either end
+	// still lists as down.
+	m.waitFor("B-C back up", func() bool { return m.linkState(1, 2) == LinkUp && m.linkState(2, 1) == LinkUp })
 	time.Sleep(30 * time.Millisecond)
 	before := a.e.Stats().Relayed
 	b.dev.in <- ethFrame(mac(3), mac(2), 0x0800, []byte("direct"))
@@ -269,7 +350,8 @@ func TestPathMTUDiscovery(t *testing.T) {
 	a, b := m.nodes[0], m.nodes[1]
 	b.dev.in <- ethFrame(mac(1), mac(2), 0x0800, []byte("learn"))
 	expectFrame(t, a.dev, "learning frame", hasPayload([]byte("learn")))
-	// An IPv4 packet without DF, too big for the path, is carried in chunks.
+	// An IPv4 packet without DF, too big for the path, is cut into IP
+	// fragments.
 	ip := make([]byte, 1300)
 	ip[0] = 0x45
 	binary.BigEndian.PutUint16(ip[2:], 1300)
@@ -278,7 +360,10 @@ func TestPathMTUDiscovery(t *testing.T) {
 	copy(ip[1290:], "no-df-big!")
 	ipChecksum(ip)
 	a.dev.in <- ethFrame(mac(2), mac(1), 0x0800, ip)
-	expectFrame(t, b.dev, "fragmented frame", hasPayload([]byte("no-df-big!")))
+	last := expectFrame(t, b.dev, "last fragment", hasPayload([]byte("no-df-big!")))
+	if ff := binary.BigEndian.Uint16(last[wire.VnetHdrLen+14+6:]); ff&0x2000 != 0 || ff&0x1fff == 0 {
+		t.Fatalf("last fragment has flags/offset %#04x", ff)
+	}
 
 	// With DF set the same packet is answered like a router would.
 	ip[6] = 0x40
@@ -301,6 +386,18 @@ func TestPathMTUDiscovery(t *testing.T) {
 	noFrame(t, b.dev, "DF frame delivered despite the path MTU", 100*time.Millisecond, hasPayload([]byte("df-too-big")))
 	if a.e.Stats().ICMPSent != 1 || a.e.Drops()["too_big"] != 1 {
 		t.Fatalf("stats %+v", a.e.Stats())
+	}
+
+	// A TCP super-frame without DF whose segments do not fit the path is
+	// cut into smaller segments instead.
+	payload := bytes.Repeat([]byte("small-segments-"), 400)
+	f := tcpSuperFrame(mac(2), mac(1), payload, 1324)
+	ip4 := f[wire.VnetHdrLen+14:]
+	ip4[6] = 0
+	ipChecksum(ip4[:20])
+	a.dev.in <- f
+	if got, _ := tcpPayloads(t, b.dev, len(payload)); !bytes.Equal(got, payload) {
+		t.Fatal("payload of the re-segmented super-frame differs")
 	}
 }
 

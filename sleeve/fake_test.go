@@ -132,7 +132,14 @@ func (c *fakeConn) WriteBatch(pkts []conn.OutPacket) error {
 			continue
 		}
 		if gro && pkts[i].SegSize > 0 && (mtu == 0 || seg <= mtu) {
-			dst.in <- conn.Packet{Buf: all, Addr: c.addr, SegSize: seg}
+			// As the real socket: at most 64 datagrams and one
+			// IPv4 packet's worth per GSO send, and so per GRO read.
+			per := min(64, (65535-28)/seg) * seg
+			for len(all) > 0 {
+				n := min(per, len(all))
+				dst.in <- conn.Packet{Buf: all[:n], Addr: c.addr, SegSize: seg}
+				all = all[n:]
+			}
 			continue
 		}
 		for len(all) > 0 {

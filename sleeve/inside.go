@@ -1,11 +1,11 @@
 package sleeve
 
 import (
-	"encoding/binary"
 	"time"
 
 	"weavemesh.dev/weave/mesh/macs"
 	"weavemesh.dev/weave/peer"
+	"weavemesh.dev/weave/sleeve/offload"
 	"weavemesh.dev/weave/sleeve/toobig"
 	"weavemesh.dev/weave/sleeve/wire"
 )
@@ -13,14 +13,7 @@ import (
 // Read side of the TAP: buffers, each big enough for a 64 KiB super-frame.
 const (
 	insideBatch = 32
-	frameBuf    = wire.MaxFrame
-)
-
-// virtio_net_hdr fields, little-endian as the kernel writes them on the
-// hosts we run on; the wire carries them verbatim.
-const (
-	vnetFlagNeedsCsum = 1
-	gsoNone           = 0
+	frameBuf    = offload.MaxFrame
 )
 
 // inside owns the send pipeline's scratch: read buffers, the batch, and the
@@ -31,6 +24,8 @@ type inside struct {
 	sizes []int
 	b     *batch
 	icmp  []byte
+	seg   offload.Segmenter
+	frag  offload.Fragmenter
 }
 
 // insideLoop reads frames from the TAP and sends them to peers until the
@@ -112,31 +107,53 @@ func (in *inside) flood(data []byte, r router, src peer.Name) {
 	}
 }
 
-// send queues data for p, cutting it into chunks or answering with ICMP when
-// it does not fit one datagram.
+// send queues data for p. A super-frame is cut into the TCP (or UDP)
+// segments the kernel would have sent, each in its own datagram, so that a
+// lost datagram costs the inner flow one segment; an IPv4 packet too big
+// for the path and without DF is cut into IP fragments; anything else too
+// big is answered with ICMP, as a router would.
 func (in *inside) send(p *peerState, dst peer.Name, flags uint8, data []byte) {
-	per := maxChunkData(in.e.payloadMTU(p))
-	gsoType := data[1]
-	if gsoType == gsoNone && len(data) <= per {
-		in.b.frame(p, dst, flags, data)
+	e := in.e
+	per := maxFrameData(e.payloadMTU(p))
+	if offload.GSOType(data) == offload.GSONone {
+		if len(data) <= per {
+			in.b.frame(p, dst, flags, data)
+			p.txFrames.Add(1)
+			return
+		}
+		eth := data[wire.VnetHdrLen:]
+		if toobig.Needed(eth) {
+			in.tooBig(eth, per-wire.VnetHdrLen-ethHeaderLen)
+			return
+		}
+		if err := in.frag.Reset(data, per); err != nil {
+			e.drop(DropTooBig, err)
+			return
+		}
+		in.b.cut(p, dst, flags, &in.frag)
 		p.txFrames.Add(1)
 		return
 	}
-	// Too big for one datagram, or a super-frame: its packets would each
-	// need (headers + segment size) bytes if the host had not offloaded
-	// segmentation to us.
-	pkt := len(data)
-	if gsoType != gsoNone {
-		hdrLen := int(binary.LittleEndian.Uint16(data[2:4]))
-		gsoSize := int(binary.LittleEndian.Uint16(data[4:6]))
-		pkt = wire.VnetHdrLen + hdrLen + gsoSize
-	}
-	eth := data[wire.VnetHdrLen:]
-	if pkt > per && toobig.Needed(eth) {
-		in.tooBig(eth, per-wire.VnetHdrLen-ethHeaderLen)
+	if err := in.seg.Reset(data); err != nil {
+		e.drop(DropOffload, err)
 		return
 	}
-	in.b.chunked(p, dst, flags, data)
+	if in.seg.SegmentLen() > per {
+		// The sender's segments do not fit the path (its MSS comes from
+		// the overlay MTU, which the path no longer carries). With DF,
+		// or IPv6, tell it; without, segment smaller, as a router would
+		// fragment.
+		eth := data[wire.VnetHdrLen:]
+		switch {
+		case toobig.Needed(eth):
+			in.tooBig(eth, per-wire.VnetHdrLen-ethHeaderLen)
+			return
+		case !in.seg.Shrink(per):
+			e.drop(DropTooBig, nil)
+			return
+		}
+	}
+	in.b.cut(p, dst, flags, &in.seg)
 	p.txFrames.Add(1)
 }
 

@@ -8,6 +8,7 @@ import (
 	"weavemesh.dev/weave/mesh/macs"
 	"weavemesh.dev/weave/peer"
 	"weavemesh.dev/weave/sleeve/conn"
+	"weavemesh.dev/weave/sleeve/offload"
 	"weavemesh.dev/weave/sleeve/secure"
 	"weavemesh.dev/weave/sleeve/wire"
 )
@@ -19,25 +20,14 @@ const (
 
 // outside owns the receive pipeline's scratch. One goroutine.
 type outside struct {
-	e       *Engine
-	pkts    []conn.Packet
-	b       *batch   // replies, relays, flood forwarding
-	tap     [][]byte // frames to write to the TAP, referencing pkts' buffers
-	reasm   map[peer.Name]*reassembly
-	free    [][]byte // reassembly buffers not in use
-	pending [][]byte // reassembly buffers queued in tap, freed after the write
-	reply   []byte   // heartbeat replies; fixed capacity
-	now     int64    // unix nanos of the current batch
-}
-
-// reassembly collects the chunks of one frame from one source. Chunks of a
-// frame are sent back to back on one path, so one frame in flight per
-// source is enough; a gap drops the frame.
-type reassembly struct {
-	active bool
-	id     uint32
-	next   uint32
-	buf    []byte
+	e    *Engine
+	pkts []conn.Packet
+	b    *batch // replies, relays, flood forwarding
+	// gro holds the frames to write to the TAP, referencing pkts'
+	// buffers, and merges TCP segments of one flow into super-frames.
+	gro   *offload.Coalescer
+	reply []byte // heartbeat replies; fixed capacity
+	now   int64  // unix nanos of the current batch
 }
 
 func (e *Engine) outsideLoop() {
@@ -45,8 +35,7 @@ func (e *Engine) outsideLoop() {
 		e:     e,
 		pkts:  make([]conn.Packet, outsideBatch),
 		b:     newBatch(e),
-		tap:   make([][]byte, 0, 256),
-		reasm: make(map[peer.Name]*reassembly),
+		gro:   offload.NewCoalescer(),
 		reply: make([]byte, 0, outsideBatch*64*(wire.HeaderLen+wire.HeartbeatLen)),
 	}
 	for i := range out.pkts {
@@ -182,65 +171,17 @@ func (out *outside) datagram(b []byte, size int, hop peer.Name) {
 	}
 }
 
-// frames delivers the chunks of a TypeFrames body from src.
+// frames delivers the frames of a TypeFrames body from src.
 func (out *outside) frames(src peer.Name, body []byte) {
-	e := out.e
 	for len(body) > 0 {
-		var c wire.Chunk
-		data, rest, err := wire.NextChunk(body, &c)
+		data, rest, err := wire.NextFrame(body)
 		if err != nil {
-			e.dropDecode(err)
+			out.e.dropDecode(err)
 			return
 		}
 		body = rest
-		if c.Whole() {
-			out.deliver(src, data)
-			continue
-		}
-		out.chunk(src, &c, data)
+		out.deliver(src, data)
 	}
-}
-
-func (out *outside) chunk(src peer.Name, c *wire.Chunk, data []byte) {
-	r := out.reasm[src]
-	if r == nil {
-		r = &reassembly{}
-		out.reasm[src] = r
-	}
-	if c.Offset == 0 {
-		if r.active {
-			out.e.drop(DropReassembly, nil) // the previous frame never finished
-		}
-		if r.buf == nil {
-			r.buf = out.getBuf()
-		}
-		r.active, r.id, r.next = true, c.ID, 0
-	}
-	if !r.active || r.id != c.ID || r.next != c.Offset {
-		if r.active {
-			out.e.drop(DropReassembly, nil)
-		}
-		r.active = false
-		return
-	}
-	copy(r.buf[c.Offset:], data)
-	r.next += uint32(len(data))
-	if c.Flags&wire.ChunkMore != 0 {
-		return
-	}
-	frame := r.buf[:r.next]
-	out.pending = append(out.pending, r.buf)
-	r.active, r.buf = false, nil
-	out.deliver(src, frame)
-}
-
-func (out *outside) getBuf() []byte {
-	if n := len(out.free); n > 0 {
-		b := out.free[n-1]
-		out.free = out.free[:n-1]
-		return b
-	}
-	return make([]byte, wire.MaxFrame)
 }
 
 // deliver learns the frame's source address and queues it for the TAP.
@@ -257,26 +198,28 @@ func (out *outside) deliver(src peer.Name, data []byte) {
 	if p := e.peer(src); p != nil {
 		p.rxFrames.Add(1)
 	}
-	out.tap = append(out.tap, data)
-	if len(out.tap) == cap(out.tap) {
+	if out.gro.Full() {
 		out.flushTAP()
 	}
+	out.gro.Add(data)
 }
 
+// flushTAP writes the queued frames, segments of one flow merged, in one
+// call.
 func (out *outside) flushTAP() {
-	if len(out.tap) > 0 {
-		n, err := out.e.o.Device.Write(out.tap, 0)
-		if err != nil && !isClosed(err) {
-			for i := n; i < len(out.tap); i++ {
-				out.e.drop(DropTapWrite, err)
-			}
-		}
-		clear(out.tap)
-		out.tap = out.tap[:0]
+	if out.gro.Len() == 0 {
+		return
 	}
-	out.free = append(out.free, out.pending...)
-	clear(out.pending)
-	out.pending = out.pending[:0]
+	frames := out.gro.Frames()
+	out.e.stats.coalesced.Store(out.gro.Coalesced)
+	out.e.stats.merged.Store(out.gro.Merged)
+	n, err := out.e.o.Device.Write(frames, 0)
+	if err != nil && !isClosed(err) {
+		for i := n; i < len(frames); i++ {
+			out.e.drop(DropTapWrite, err)
+		}
+	}
+	out.gro.Reset()
 }
 
 // handshake answers an initiation or completes ours.

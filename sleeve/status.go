@@ -54,13 +54,14 @@ func (e *Engine) Down() []peer.Name {
 
 // Stats are the engine's traffic counters.
 type Stats struct {
-	TxFrames, RxFrames   uint64
-	TxBytes, RxBytes     uint64
-	TxDatagrams          uint64
-	RxDatagrams          uint64
-	Relayed, FloodedOut  uint64
-	ICMPSent, ChunkedOut uint64
-	Drops                map[string]uint64
+	TxFrames, RxFrames  uint64
+	TxBytes, RxBytes    uint64
+	TxDatagrams         uint64
+	RxDatagrams         uint64
+	Relayed, FloodedOut uint64
+	ICMPSent, CutOut    uint64 // CutOut: frames sent as several datagrams (segments or fragments)
+	Coalesced, Merged   uint64 // received segments merged (Merged) into super-frames (Coalesced)
+	Drops               map[string]uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -71,7 +72,8 @@ func (e *Engine) Stats() Stats {
 		TxBytes: s.txBytes.Load(), RxBytes: s.rxBytes.Load(),
 		TxDatagrams: s.txDgrams.Load(), RxDatagrams: s.rxDgrams.Load(),
 		Relayed: s.relayed.Load(), FloodedOut: s.floodedOut.Load(),
-		ICMPSent: s.icmpSent.Load(), ChunkedOut: s.chunkedOut.Load(),
+		ICMPSent: s.icmpSent.Load(), CutOut: s.cutOut.Load(),
+		Coalesced: s.coalesced.Load(), Merged: s.merged.Load(),
 		Drops: e.Drops(),
 	}
 }

@@ -65,7 +65,7 @@ Overlay MTU: 1376
 		{name: "ps json", args: []string{"ps", "--json"}, stdout: jsonEndpoints.String()},
 		{name: "connect", args: []string{"connect", "10.0.0.7", "h8:6783"}, stdout: ""},
 		{name: "forget", args: []string{"forget", "10.0.0.7"}, stdout: ""},
-		{name: "version", args: []string{"version"}, stdout: "weave dev (protocol 1..1, " + runtime.Version() + ")\n" +
+		{name: "version", args: []string{"version"}, stdout: "weave dev (protocol 2..2, " + runtime.Version() + ")\n" +
 			"router 1.2.3 (protocol 1..1, go1.26) on " + addr + "\n"},
 		{name: "unknown status report", args: []string{"status", "bogus"}, code: 2, stderr: `unknown status report "bogus"`},
 		{name: "connect nothing", args: []string{"connect"}, code: 2, stderr: "give at least one peer as host or host:port"},

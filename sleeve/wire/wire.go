@@ -1,5 +1,5 @@
 // Package wire owns the byte layout of sleeve datagrams: the fixed header
-// every datagram starts with, the chunks that carry Ethernet frames, and the
+// every datagram starts with, the frame records that carry Ethernet frames, and the
 // heartbeat bodies used for liveness, round-trip time and path-MTU probes.
 // docs/protocol.md is the prose twin of this file; keep them in step.
 //
@@ -17,11 +17,14 @@ import (
 
 // Version is the sleeve protocol version this build speaks. Peers advertise
 // the range they support in gossip metadata and use the highest common one.
-const Version = 1
+// Version 2 carries every packet in its own datagram (no chunked
+// super-frames); a build speaking only version 1 shares no version with
+// this one, so the two refuse each other instead of exchanging garbage.
+const Version = 2
 
 // Datagram types.
 const (
-	TypeFrames     = 1 // body: chunks of Ethernet frames
+	TypeFrames     = 1 // body: length-prefixed Ethernet frames
 	TypeHeartbeat  = 2 // body: Heartbeat
 	TypeHeartbeatR = 3 // body: Heartbeat echoed back
 
@@ -64,7 +67,7 @@ var (
 	ErrShort   = errors.New("sleeve: datagram truncated")
 	ErrVersion = errors.New("sleeve: unsupported protocol version")
 	ErrType    = errors.New("sleeve: unknown datagram type")
-	ErrChunk   = errors.New("sleeve: malformed frame chunk")
+	ErrFrame   = errors.New("sleeve: malformed frame record")
 )
 
 // PutHeader writes h into b[:HeaderLen].
@@ -110,74 +113,44 @@ func DecTTL(b []byte) bool {
 	return true
 }
 
-// ChunkLen is the size of a chunk header.
-const ChunkLen = 12
-
-// Chunk flags.
-const (
-	ChunkMore = 0x01 // more chunks of this frame follow in later datagrams
-)
-
-// Chunk describes one piece of a frame inside a TypeFrames body. A frame that
-// fits travels whole (Flags 0, Offset 0). A larger one — a TCP super-frame
-// from the offload path, or an IPv4 packet without DF — is cut into chunks
-// that each fill one datagram; the receiver reassembles them by ID and Offset.
-//
-//	0      2      3      4            8           12
-//	+------+------+------+------------+-----------+
-//	| len  | flags| rsvd | frame id   | offset    |  then len bytes of data
-//	+------+------+------+------------+-----------+
-//
-// Frame data is a 10-byte virtio_net_hdr followed by the Ethernet frame.
-type Chunk struct {
-	Len    uint16
-	Flags  uint8
-	ID     uint32
-	Offset uint32
-}
-
-// PutChunk writes c into b[:ChunkLen].
-func PutChunk(b []byte, c *Chunk) {
-	_ = b[ChunkLen-1]
-	binary.BigEndian.PutUint16(b[0:], c.Len)
-	b[2] = c.Flags
-	b[3] = 0
-	binary.BigEndian.PutUint32(b[4:], c.ID)
-	binary.BigEndian.PutUint32(b[8:], c.Offset)
-}
-
-// MaxFrame bounds a reassembled frame: a 64 KiB GSO super-frame plus its
-// headers. Anything claiming more is malformed.
-const MaxFrame = 65535 + 14 + VnetHdrLen + 64
+// FrameLen is the size of the length that leads each frame in a
+// TypeFrames body.
+const FrameLen = 2
 
 // VnetHdrLen is the size of the virtio_net_hdr that leads every frame.
 const VnetHdrLen = 10
 
-// NextChunk decodes the chunk at the start of body, returning its data and
-// the remaining body. Callers loop while the remaining body is non-empty.
-func NextChunk(body []byte, c *Chunk) (data, rest []byte, err error) {
-	if len(body) < ChunkLen {
-		return nil, nil, fmt.Errorf("%w: %d bytes left, chunk header needs %d", ErrChunk, len(body), ChunkLen)
-	}
-	c.Len = binary.BigEndian.Uint16(body[0:])
-	c.Flags = body[2]
-	c.ID = binary.BigEndian.Uint32(body[4:])
-	c.Offset = binary.BigEndian.Uint32(body[8:])
-	end := ChunkLen + int(c.Len)
-	if c.Len == 0 || end > len(body) {
-		return nil, nil, fmt.Errorf("%w: length %d, %d bytes present", ErrChunk, c.Len, len(body)-ChunkLen)
-	}
-	if c.Flags&^ChunkMore != 0 || body[3] != 0 {
-		return nil, nil, fmt.Errorf("%w: unknown flags %#x", ErrChunk, c.Flags)
-	}
-	if uint64(c.Offset)+uint64(c.Len) > MaxFrame {
-		return nil, nil, fmt.Errorf("%w: offset %d + length %d exceeds %d", ErrChunk, c.Offset, c.Len, MaxFrame)
-	}
-	return body[ChunkLen:end], body[end:], nil
-}
+// A TypeFrames body is one or more frames back to back, each a 2-byte
+// length and then that many bytes of frame data: a 10-byte virtio_net_hdr
+// followed by an Ethernet frame.
+//
+//	0      2
+//	+------+----------------------------+------+----------------- ...
+//	| len  | len bytes of frame data    | len  | frame data
+//	+------+----------------------------+------+----------------- ...
+//
+// Every frame fits its datagram: a TCP or UDP super-frame is cut into wire
+// segments (sleeve/offload) before it is sent, and an IPv4 packet too large
+// for the path, without DF, into IP fragments, so a lost datagram costs
+// one packet of the inner flow. Version 1 cut super-frames into chunks
+// that the receiver reassembled; it is gone.
 
-// Whole reports whether the chunk carries a complete frame.
-func (c *Chunk) Whole() bool { return c.Offset == 0 && c.Flags&ChunkMore == 0 }
+// PutFrameLen writes a frame's length into b[:FrameLen].
+func PutFrameLen(b []byte, n int) { binary.BigEndian.PutUint16(b, uint16(n)) }
+
+// NextFrame decodes the frame at the start of body, returning its data and
+// the remaining body. Callers loop while the remaining body is non-empty.
+func NextFrame(body []byte) (data, rest []byte, err error) {
+	if len(body) < FrameLen {
+		return nil, nil, fmt.Errorf("%w: %d bytes left, frame length needs %d", ErrFrame, len(body), FrameLen)
+	}
+	n := int(binary.BigEndian.Uint16(body))
+	end := FrameLen + n
+	if n == 0 || end > len(body) {
+		return nil, nil, fmt.Errorf("%w: length %d, %d bytes present", ErrFrame, n, len(body)-FrameLen)
+	}
+	return body[FrameLen:end], body[end:], nil
+}
 
 // HeartbeatLen is the size of a heartbeat body without padding.
 const HeartbeatLen = 20

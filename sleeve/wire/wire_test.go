@@ -39,6 +39,7 @@ func TestParseHeaderErrors(t *testing.T) {
 		{"short", good[:HeaderLen-1], ErrShort},
 		{"empty", nil, ErrShort},
 		{"version", mut(0, 9), ErrVersion},
+		{"version 1, chunked framing", mut(0, 1), ErrVersion},
 		{"type", mut(1, 77), ErrType},
 	}
 	for _, tt := range tests {
@@ -49,46 +50,40 @@ func TestParseHeaderErrors(t *testing.T) {
 	}
 }
 
-func TestChunks(t *testing.T) {
+func TestFrames(t *testing.T) {
 	var body []byte
 	frames := [][]byte{bytes.Repeat([]byte{1}, 60), bytes.Repeat([]byte{2}, 1400)}
-	for i, f := range frames {
-		c := Chunk{Len: uint16(len(f)), ID: uint32(i)}
-		var hdr [ChunkLen]byte
-		PutChunk(hdr[:], &c)
-		body = append(append(body, hdr[:]...), f...)
+	for _, f := range frames {
+		var l [FrameLen]byte
+		PutFrameLen(l[:], len(f))
+		body = append(append(body, l[:]...), f...)
+	}
+	if !bytes.Equal(body[:3], []byte{0, 60, 1}) || !bytes.Equal(body[62:65], []byte{0x05, 0x78, 2}) {
+		t.Fatalf("layout % x ... % x", body[:3], body[62:65])
 	}
 	var n int
 	for rest := body; len(rest) > 0; n++ {
-		var c Chunk
-		data, r, err := NextChunk(rest, &c)
+		data, r, err := NextFrame(rest)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !c.Whole() || !bytes.Equal(data, frames[n]) || c.ID != uint32(n) {
-			t.Fatalf("chunk %d: %+v", n, c)
+		if !bytes.Equal(data, frames[n]) {
+			t.Fatalf("frame %d differs", n)
 		}
 		rest = r
 	}
 	if n != 2 {
-		t.Fatalf("got %d chunks", n)
+		t.Fatalf("got %d frames", n)
 	}
 	bad := [][]byte{
-		body[:5],                          // short header
-		body[:ChunkLen+10],                // data cut
+		body[:1],                          // short length
+		body[:FrameLen+10],                // data cut
 		append([]byte{0, 0}, body[2:]...), // zero length
 	}
 	for i, b := range bad {
-		var c Chunk
-		if _, _, err := NextChunk(b, &c); !errors.Is(err, ErrChunk) {
+		if _, _, err := NextFrame(b); !errors.Is(err, ErrFrame) {
 			t.Errorf("bad %d: err = %v", i, err)
 		}
-	}
-	over := make([]byte, ChunkLen+1)
-	PutChunk(over, &Chunk{Len: 1, Offset: MaxFrame})
-	var c Chunk
-	if _, _, err := NextChunk(over, &c); !errors.Is(err, ErrChunk) {
-		t.Errorf("offset beyond MaxFrame accepted")
 	}
 }
 
@@ -109,9 +104,9 @@ func TestHeartbeat(t *testing.T) {
 }
 
 func FuzzDatagram(f *testing.F) {
-	seed := make([]byte, HeaderLen+ChunkLen+4)
+	seed := make([]byte, HeaderLen+FrameLen+4)
 	PutHeader(seed, &Header{Version: Version, Type: TypeFrames, TTL: 2, Src: 1, Dst: 2})
-	PutChunk(seed[HeaderLen:], &Chunk{Len: 4})
+	PutFrameLen(seed[HeaderLen:], 4)
 	f.Add(seed)
 	hb := make([]byte, HeaderLen+HeartbeatLen)
 	PutHeader(hb, &Header{Version: Version, Type: TypeHeartbeat, TTL: 1, Src: 1, Dst: 2})
@@ -127,13 +122,12 @@ func FuzzDatagram(f *testing.F) {
 		switch h.Type {
 		case TypeFrames:
 			for len(body) > 0 {
-				var c Chunk
-				data, rest, err := NextChunk(body, &c)
+				data, rest, err := NextFrame(body)
 				if err != nil {
 					break
 				}
-				if len(data) != int(c.Len) || len(rest) >= len(body) {
-					t.Fatalf("chunk accounting: len %d data %d", c.Len, len(data))
+				if len(data) == 0 || len(data)+FrameLen+len(rest) != len(body) {
+					t.Fatalf("frame accounting: data %d rest %d body %d", len(data), len(rest), len(body))
 				}
 				body = rest
 			}
