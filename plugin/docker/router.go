@@ -1,0 +1,40 @@
+package docker
+
+import (
+	"context"
+	"net/netip"
+)
+
+// Router is what the plugin needs of the local router. Its methods are safe
+// for concurrent use.
+type Router interface {
+	// CreateVeth makes the veth pair of endpoint id: both ends at the
+	// overlay MTU, the host end a port of the weave bridge, the other end
+	// left in the router's namespace for Docker to move into the
+	// container; it returns that end's name. A pair already there is
+	// returned as it is.
+	CreateVeth(id string) (ifname string, err error)
+	// DeleteVeth removes endpoint id's pair, wherever its other end is by
+	// now. Removing a pair that is gone is not an error.
+	DeleteVeth(id string) error
+
+	// Range is weave IPAM's allocation range, DefaultSubnet the subnet
+	// of networks that name none.
+	Range() netip.Prefix
+	DefaultSubnet() netip.Prefix
+	// Allocate gives owner a free address in subnet, which lies inside
+	// Range; the prefix returned has the subnet's length.
+	Allocate(ctx context.Context, owner string, subnet netip.Prefix) (netip.Prefix, error)
+	// Claim records addr, chosen by the user, as owner's. It fails when
+	// another owner holds it.
+	Claim(owner string, addr netip.Addr) error
+	// Release gives back owner's addr, ReleaseAll every address owner
+	// holds. Releasing what is not held is not an error.
+	Release(owner string, addr netip.Addr)
+	ReleaseAll(owner string)
+
+	// RegisterName makes weaveDNS answer name with addrs for endpoint id;
+	// UnregisterName removes endpoint id's records.
+	RegisterName(id, name string, addrs []netip.Addr) error
+	UnregisterName(id string)
+}
