@@ -1,6 +1,6 @@
 module weavemesh.dev/weave
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/docker/go-plugins-helpers v0.0.0-20240701071450-45e2431495c8
