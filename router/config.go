@@ -61,7 +61,12 @@ type Config struct {
 	DNSTTL           time.Duration
 	DNSUpstream      []string
 	NoDNS            bool
-	Logger           *slog.Logger
+	// The Docker plugin (router/plugin.go): served on PluginSocket, by
+	// default on docker.DefaultSocket when Docker's plugin directory
+	// exists, unless NoPlugin.
+	PluginSocket string
+	NoPlugin     bool
+	Logger       *slog.Logger
 }
 
 // withDefaults validates c and fills in defaults, naming any bad field.

@@ -191,6 +191,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	cleanup = append(cleanup, stopDNS)
+	stopPlugin, err := r.startPlugin()
+	if err != nil {
+		return err
+	}
+	cleanup = append(cleanup, stopPlugin)
 	if err := r.api.Start(); err != nil {
 		return err
 	}
