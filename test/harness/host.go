@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -80,6 +81,11 @@ func (h *Host) baseArgs(verb string, args []string) []string {
 	}
 	if flagValue(args, "--nickname") == "" {
 		out = append(out, "--nickname", h.Name)
+	}
+	// The hosts share the machine's filesystem: without this, the first
+	// router would take the real Docker plugin socket.
+	if flagValue(args, "--plugin-socket") == "" && !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--no-plugin") }) {
+		out = append(out, "--no-plugin=true") // one word: the fake router of the harness tests reads "--flag value" pairs
 	}
 	return append(out, args...)
 }
