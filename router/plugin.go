@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -86,6 +88,7 @@ func (r *Router) startPlugin() (func(), error) {
 		return func() {}, nil
 	}
 	r.hooks = append(r.hooks, dp)
+	unforward := allowBridgeForwarding(log)
 	log.Info("Docker plugin ready", "socket", path, "driver", docker.Name)
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -93,7 +96,47 @@ func (r *Router) startPlugin() (func(), error) {
 		if err := dp.srv.Close(ctx); err != nil {
 			log.Warn("stop the Docker plugin", "err", err)
 		}
+		unforward()
 	}, nil
+}
+
+// forwardRule accepts frames bridged between ports of the weave bridge.
+// Docker loads br_netfilter, so bridged frames pass the iptables FORWARD
+// chain, and sets that chain's policy to DROP: without the rule, no
+// container on the bridge reaches another, here or across the mesh.
+var forwardRule = []string{"FORWARD", "-i", BridgeName, "-o", BridgeName, "-j", "ACCEPT"}
+
+// allowBridgeForwarding puts forwardRule first in FORWARD unless it is
+// there, and returns what takes it out again (only if it was added here).
+// Without iptables there is nothing to do.
+func allowBridgeForwarding(log *slog.Logger) func() {
+	ipt, err := exec.LookPath("iptables")
+	if err != nil {
+		log.Debug("no iptables; not adding a FORWARD rule for the bridge", "err", err)
+		return func() {}
+	}
+	run := func(op string, rule []string) error {
+		args := append([]string{"-w", "5", op, rule[0]}, rule[1:]...)
+		if op == "-I" {
+			args = append([]string{"-w", "5", op, rule[0], "1"}, rule[1:]...)
+		}
+		if out, err := exec.Command(ipt, args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("iptables %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	if run("-C", forwardRule) == nil {
+		return func() {}
+	}
+	if err := run("-I", forwardRule); err != nil {
+		log.Warn("cannot let frames cross the weave bridge through iptables' FORWARD chain; containers on weavemesh networks may not reach each other", "err", err)
+		return func() {}
+	}
+	return func() {
+		if err := run("-D", forwardRule); err != nil {
+			log.Warn("remove the bridge's FORWARD rule", "err", err)
+		}
+	}
 }
 
 // ---- endpointHook: only reconcile matters, Docker endpoints never pass
