@@ -1,0 +1,351 @@
+package e2e
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"weavemesh.dev/weave/api"
+	"weavemesh.dev/weave/plugin/docker"
+	"weavemesh.dev/weave/test/harness"
+)
+
+// dockerPrefix starts the name of everything the Docker tests make: the
+// plugin, the image, networks, containers. The creating process's pid
+// follows, so a later run can remove what a crashed one left.
+const dockerPrefix = "wvtest"
+
+// busyboxPath is Debian's busybox-static, the image's only binary.
+const busyboxPath = "/bin/busybox"
+
+// dockerCmd runs the docker CLI and returns its trimmed output.
+func dockerCmd(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "docker", args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("docker %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	}
+	return strings.TrimSpace(out.String()), nil
+}
+
+// needDocker skips unless a Docker engine answers and the root namespace
+// is free for a router of the test's own.
+func needDocker(t *testing.T) {
+	t.Helper()
+	harness.RequireRoot(t)
+	if buildErr != nil {
+		t.Fatalf("cannot build the programs under test: %v", buildErr)
+	}
+	if _, err := exec.LookPath("docker"); err != nil {
+		t.Skip("skipped: no docker CLI on this machine")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if _, err := dockerCmd(ctx, "info", "--format", "{{.ServerVersion}}"); err != nil {
+		t.Skipf("skipped: no Docker engine answers: %v", err)
+	}
+	if _, err := netlink.LinkByName("weave"); err == nil {
+		t.Skip("skipped: a link named weave exists in the root namespace (a router runs on this host); the test needs the root namespace for a router of its own")
+	}
+	if _, err := os.Stat(busyboxPath); err != nil {
+		t.Skipf("skipped: the test image is made from Debian's busybox-static (apt-get install busybox-static): %v", err)
+	}
+	if _, err := os.Stat(filepath.Dir(docker.DefaultSocket)); err != nil {
+		t.Skipf("skipped: Docker's plugin directory: %v", err)
+	}
+}
+
+// sweepDocker removes what earlier runs whose process is gone left: their
+// containers, networks, images and plugin sockets.
+func sweepDocker(ctx context.Context, t *testing.T) {
+	dead := func(name string) bool {
+		rest, ok := strings.CutPrefix(strings.TrimPrefix(name, "/"), dockerPrefix)
+		if !ok {
+			return false
+		}
+		digits := rest
+		if i := strings.IndexAny(rest, "-.:"); i >= 0 {
+			digits = rest[:i]
+		}
+		pid, err := strconv.Atoi(digits)
+		return err == nil && pid != os.Getpid() && syscall.Kill(pid, 0) == syscall.ESRCH
+	}
+	list := func(args ...string) []string {
+		out, _ := dockerCmd(ctx, args...)
+		return strings.Fields(out)
+	}
+	for _, n := range list("ps", "-a", "--format", "{{.Names}}") {
+		if dead(n) {
+			dockerCmd(ctx, "rm", "-f", n)
+		}
+	}
+	for _, n := range list("network", "ls", "--format", "{{.Name}}") {
+		if dead(n) {
+			dockerCmd(ctx, "network", "rm", n)
+		}
+	}
+	for _, n := range list("images", "--format", "{{.Repository}}") {
+		if dead(n) {
+			dockerCmd(ctx, "rmi", "-f", n)
+		}
+	}
+	socks, _ := filepath.Glob(filepath.Join(filepath.Dir(docker.DefaultSocket), dockerPrefix+"*.sock"))
+	for _, s := range socks {
+		if dead(filepath.Base(s)) {
+			os.Remove(s)
+		}
+	}
+}
+
+// busyboxRootfs is a tar of a root filesystem holding busybox and the
+// applets the test runs.
+func busyboxRootfs(t *testing.T) []byte {
+	t.Helper()
+	bb, err := os.ReadFile(busyboxPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	add := func(h *tar.Header, body []byte) {
+		h.ModTime = time.Unix(0, 0)
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"bin/", "etc/", "proc/", "sys/", "dev/", "tmp/"} {
+		add(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o755}, nil)
+	}
+	add(&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bb))}, bb)
+	for _, applet := range []string{"sh", "ping", "sleep", "ip", "cat", "nslookup"} {
+		add(&tar.Header{Name: "bin/" + applet, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777}, nil)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// freePort returns a TCP and UDP port free on loopback now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	for range 20 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if pc, err := net.ListenPacket("udp", fmt.Sprintf("0.0.0.0:%d", port)); err == nil {
+			pc.Close()
+			if pc2, err := net.ListenPacket("udp", fmt.Sprintf("0.0.0.0:%d", port+1)); err == nil {
+				pc2.Close()
+				return port
+			}
+		}
+	}
+	t.Fatal("no free port pair")
+	return 0
+}
+
+// rootRouter is a router the test runs in the root namespace, with its
+// own ports, data dir, allocation range and plugin name.
+type rootRouter struct {
+	cmd      *exec.Cmd
+	httpAddr string
+	plugin   string // plugin and driver name
+	log      string
+}
+
+func startRootRouter(t *testing.T, name, ipRange string) *rootRouter {
+	t.Helper()
+	dir := t.TempDir()
+	port, httpPort, dnsPort := freePort(t), freePort(t), freePort(t)
+	r := &rootRouter{httpAddr: fmt.Sprintf("127.0.0.1:%d", httpPort), plugin: name, log: filepath.Join(dir, "router.log")}
+	logf, err := os.Create(r.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logf.Close() })
+	r.cmd = exec.Command(weaveBin, "router", "--data-dir", filepath.Join(dir, "data"), "--nickname", name,
+		"--port", strconv.Itoa(port), "--http-addr", r.httpAddr, "--dns-listen-address", fmt.Sprintf("127.0.0.1:%d", dnsPort),
+		"--ipalloc-range", ipRange, "--plugin-socket", filepath.Join(filepath.Dir(docker.DefaultSocket), name+".sock"))
+	r.cmd.Stdout, r.cmd.Stderr = logf, logf
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Registered before the Docker objects' cleanups, so it runs after
+	// them: Docker needs the plugin to remove its network.
+	t.Cleanup(func() {
+		r.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { r.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			r.cmd.Process.Kill()
+			<-done
+		}
+		// The bridge and TAP outlive a router; the test made them.
+		for _, n := range []string{"weave-tap", "weave"} {
+			if l, err := netlink.LinkByName(n); err == nil {
+				netlink.LinkDel(l)
+			}
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(r.log)
+			t.Logf("router log:\n%s", b)
+		}
+	})
+	if err := harness.PollFor(30*time.Second, "router ready", func(ctx context.Context) error {
+		var st api.Status
+		if err := r.weaveJSON(ctx, &st, "status"); err != nil {
+			return err
+		}
+		if !st.Ready {
+			return errors.New("not ready")
+		}
+		return nil
+	}); err != nil {
+		b, _ := os.ReadFile(r.log)
+		t.Fatalf("%v\nrouter log:\n%s", err, b)
+	}
+	return r
+}
+
+func (r *rootRouter) weaveJSON(ctx context.Context, v any, args ...string) error {
+	cmd := exec.CommandContext(ctx, weaveBin, append(args, "--json", "--http-addr", r.httpAddr)...)
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("weave %s: %w", strings.Join(args, " "), err)
+	}
+	return json.Unmarshal(out, v)
+}
+
+// dockerAllocs lists the addresses IPAM holds for Docker pools.
+func (r *rootRouter) dockerAllocs(ctx context.Context, t *testing.T) []string {
+	t.Helper()
+	var st api.IPAMStatus
+	if err := r.weaveJSON(ctx, &st, "status", "ipam"); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, a := range st.Allocations {
+		if strings.HasPrefix(a.Owner, docker.OwnerPrefix) {
+			out = append(out, a.Address)
+		}
+	}
+	return out
+}
+
+// removeGWBridgeAfter removes docker_gwbridge at cleanup if it is not
+// there now: Docker makes it for the first container on a network whose
+// driver names no gateway, as weavemesh does.
+func removeGWBridgeAfter(t *testing.T) {
+	if _, err := dockerCmd(context.Background(), "network", "inspect", "docker_gwbridge"); err == nil {
+		return
+	}
+	t.Cleanup(func() { dockerCmd(context.Background(), "network", "rm", "docker_gwbridge") })
+}
+
+// TestDockerEngine runs a router in the root namespace and has the real
+// Docker engine use its plugin: `docker network create -d <plugin>
+// --ipam-driver <plugin>`, two containers from an image imported from
+// busybox-static, which ping each other over the weave bridge; removing
+// them and the network releases every address.
+func TestDockerEngine(t *testing.T) {
+	needDocker(t)
+	ctx := ctxFor(t, 4*time.Minute)
+	sweepDocker(ctx, t)
+	name := fmt.Sprintf("%s%d", dockerPrefix, os.Getpid())
+	removeGWBridgeAfter(t)
+	r := startRootRouter(t, name, "10.251.0.0/24")
+
+	img := name + "-img"
+	cmd := exec.CommandContext(ctx, "docker", "import", "-", img)
+	cmd.Stdin = bytes.NewReader(busyboxRootfs(t))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("docker import: %v: %s", err, out)
+	}
+	t.Cleanup(func() { dockerCmd(context.Background(), "rmi", "-f", img) })
+
+	netName := name + "-net"
+	if _, err := dockerCmd(ctx, "network", "create", "-d", r.plugin, "--ipam-driver", r.plugin, "--subnet", "10.251.0.0/25", netName); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dockerCmd(context.Background(), "network", "rm", netName) })
+
+	var ips []string
+	var ctrs []string
+	for i := 1; i <= 2; i++ {
+		c := fmt.Sprintf("%s-c%d", name, i)
+		t.Cleanup(func() { dockerCmd(context.Background(), "rm", "-f", c) })
+		if _, err := dockerCmd(ctx, "run", "-d", "--name", c, "--network", netName, img, "/bin/sleep", "600"); err != nil {
+			b, _ := os.ReadFile(r.log)
+			t.Fatalf("%v\nrouter log:\n%s", err, b)
+		}
+		ip, err := dockerCmd(ctx, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(ip, "10.251.0.") {
+			t.Fatalf("container %s has address %q; want one from the weavemesh pool 10.251.0.0/25", c, ip)
+		}
+		ctrs, ips = append(ctrs, c), append(ips, ip)
+	}
+	if mtu, err := dockerCmd(ctx, "exec", ctrs[0], "/bin/cat", "/sys/class/net/"+docker.DstPrefix+"0/mtu"); err != nil || mtu != "1376" {
+		t.Errorf("container interface MTU %q, %v; want the overlay MTU 1376", mtu, err)
+	}
+	// Outbound access stays with Docker's gateway bridge.
+	if routes, err := dockerCmd(ctx, "exec", ctrs[0], "/bin/ip", "route"); err != nil || !strings.Contains(routes, "default via") || strings.Contains(routes, "default via 10.251.") {
+		t.Errorf("container routes %q, %v; want a default route through docker_gwbridge, none through weave", routes, err)
+	}
+	if got := r.dockerAllocs(ctx, t); len(got) != 3 {
+		t.Errorf("IPAM holds %v for the network; want its gateway and two containers", got)
+	}
+	for i, c := range ctrs {
+		to := ips[1-i]
+		if err := harness.PollFor(pingTimeout, c+" pings "+to, func(ctx context.Context) error {
+			_, err := dockerCmd(ctx, "exec", c, "/bin/ping", "-c", "1", "-W", "2", to)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	for _, c := range ctrs {
+		if _, err := dockerCmd(ctx, "rm", "-f", c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := dockerCmd(ctx, "network", "rm", netName); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.dockerAllocs(ctx, t); len(got) != 0 {
+		t.Errorf("IPAM still holds %v after the network was removed", got)
+	}
+	links, _ := netlink.LinkList()
+	for _, l := range links {
+		if n := l.Attrs().Name; strings.HasPrefix(n, "vwd") || strings.HasPrefix(n, "vwc") {
+			t.Errorf("veth %s left after the containers were removed", n)
+		}
+	}
+}
