@@ -74,6 +74,10 @@ type AttachRequest struct {
 	CIDRs []string `json:"cidrs"`
 	// Name, when set, is the DNS name to register for the endpoint.
 	Name string `json:"name,omitempty"`
+	// Iface, when set, names the interface inside the namespace (default
+	// ethwe), as CNI's CNI_IFNAME does. It counts only when the endpoint
+	// is made.
+	Iface string `json:"iface,omitempty"`
 }
 
 // DetachRequest is the body of POST /detach.

@@ -244,7 +244,7 @@ func (r *Router) Attach(ctx context.Context, req api.AttachRequest) (api.Endpoin
 	if err != nil && !endpointGone(err) {
 		return fail(fmt.Errorf("attach %s: %w", req.Netns, err))
 	}
-	nep, err := r.bridge.Attach(netdev.AttachOptions{Netns: req.Netns, CIDRs: plan.Prefixes, MTU: r.cfg.MTU})
+	nep, err := r.bridge.Attach(netdev.AttachOptions{Netns: req.Netns, CIDRs: plan.Prefixes, MTU: r.cfg.MTU, IfName: req.Iface})
 	if err != nil {
 		if errors.Is(err, netdev.ErrNotNetns) {
 			err = api.BadRequest("%v", err)
