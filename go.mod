@@ -3,6 +3,8 @@ module weavemesh.dev/weave
 go 1.26.0
 
 require (
+	github.com/containernetworking/cni v1.3.0
+	github.com/containernetworking/plugins v1.9.1
 	github.com/docker/go-plugins-helpers v0.0.0-20240701071450-45e2431495c8
 	github.com/google/gopacket v1.1.19
 	github.com/hashicorp/memberlist v0.7.0
