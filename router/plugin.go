@@ -10,11 +10,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
 
 	"weavemesh.dev/weave/api"
+	"weavemesh.dev/weave/dns"
 	"weavemesh.dev/weave/plugin/docker"
 )
 
@@ -32,9 +34,14 @@ const (
 // takes part in endpoint reconciliation so that the addresses of Docker's
 // pools survive a router restart.
 type dockerPlugin struct {
-	r   *Router
-	srv *docker.Server
-	dns *dnsFeature // nil with --no-dns
+	r      *Router
+	p      *docker.Plugin
+	srv    *docker.Server
+	driver string      // the plugin's name: its socket's, less .sock
+	dns    *dnsFeature // nil with --no-dns
+	// cancel stops the name watcher, which wg counts.
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 	// held are the pools' allocations found at start, before the IPAM
 	// hook's reconcile releases what no weave endpoint holds; reconcile
 	// claims them back.
@@ -65,7 +72,7 @@ func (r *Router) startPlugin() (func(), error) {
 		return func() {}, nil
 	}
 	log := r.log.With("component", "docker-plugin")
-	dp := &dockerPlugin{r: r}
+	dp := &dockerPlugin{r: r, driver: strings.TrimSuffix(filepath.Base(path), ".sock")}
 	for _, h := range r.hooks {
 		if f, ok := h.(*dnsFeature); ok {
 			dp.dns = f
@@ -76,11 +83,11 @@ func (r *Router) startPlugin() (func(), error) {
 			dp.held = append(dp.held, api.IPAMAllocation{Address: a.Addr.String(), Owner: a.Owner})
 		}
 	}
-	p, err := docker.New(docker.Options{Router: dp, Logger: log})
-	if err != nil {
+	var err error
+	if dp.p, err = docker.New(docker.Options{Router: dp, Logger: log}); err != nil {
 		return nil, err
 	}
-	if dp.srv, err = docker.Serve(path, p); err != nil {
+	if dp.srv, err = docker.Serve(path, dp.p); err != nil {
 		if required {
 			return nil, fmt.Errorf("--plugin-socket: %w", err)
 		}
@@ -89,8 +96,12 @@ func (r *Router) startPlugin() (func(), error) {
 	}
 	r.hooks = append(r.hooks, dp)
 	unforward := allowBridgeForwarding(log)
-	log.Info("Docker plugin ready", "socket", path, "driver", docker.Name)
+	log.Info("Docker plugin ready", "socket", path, "driver", dp.driver)
 	return func() {
+		if dp.cancel != nil {
+			dp.cancel()
+		}
+		dp.wg.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		if err := dp.srv.Close(ctx); err != nil {
@@ -151,8 +162,18 @@ func (dp *dockerPlugin) detached(ctx context.Context, ep api.Endpoint) {}
 
 // reconcile claims back the pools' addresses the IPAM hook's reconcile
 // released: Docker still holds them (it releases them itself, with
-// ReleaseAddress and ReleasePool).
+// ReleaseAddress and ReleasePool). Then, DNS being reconciled too, it
+// starts following the Docker engine for the containers' names.
 func (dp *dockerPlugin) reconcile(ctx context.Context, eps []api.Endpoint) {
+	if dp.dns != nil && dp.cancel == nil {
+		wctx, cancel := context.WithCancel(context.Background())
+		dp.cancel = cancel
+		dp.wg.Add(1)
+		go func() {
+			defer dp.wg.Done()
+			dp.p.WatchNames(wctx, docker.DefaultEngineSocket, dp.driver)
+		}()
+	}
 	for _, a := range dp.held {
 		addr, err := netip.ParseAddr(a.Address)
 		if err != nil {
@@ -275,5 +296,20 @@ func (dp *dockerPlugin) RegisterName(id, name string, addrs []netip.Addr) error 
 func (dp *dockerPlugin) UnregisterName(id string) {
 	if dp.dns != nil {
 		dp.dns.store.RemoveEndpoint(id)
+	}
+}
+
+// ServeDNS implements docker.Router.
+func (dp *dockerPlugin) ServeDNS(id, netns string) error {
+	if dp.dns == nil {
+		return nil
+	}
+	return dp.dns.srv.Listen(dnsKeyEndpoint+id, dns.ContainerNameserver, netns)
+}
+
+// StopDNS implements docker.Router.
+func (dp *dockerPlugin) StopDNS(id string) {
+	if dp.dns != nil {
+		dp.dns.srv.Stop(dnsKeyEndpoint + id)
 	}
 }

@@ -58,7 +58,7 @@ func (p *Plugin) deleteNetwork(req network.DeleteNetworkRequest) (any, error) {
 	// Docker deletes the endpoints first; these are only left over from
 	// calls that failed half-way.
 	for _, id := range eps {
-		p.dropEndpoint(id, "")
+		p.dropEndpoint(id)
 	}
 	p.log.Info("docker network deleted", "network", short(req.NetworkID))
 	return struct{}{}, nil
@@ -117,27 +117,21 @@ func (p *Plugin) deleteEndpoint(req network.DeleteEndpointRequest) (any, error) 
 		return nil, fmt.Errorf("DeleteEndpoint: %w", err)
 	}
 	p.mu.Lock()
-	ep := p.endpoints[req.EndpointID]
 	delete(p.endpoints, req.EndpointID)
 	p.mu.Unlock()
-	name := ""
-	if ep != nil {
-		name = ep.name
-	}
-	if err := p.dropEndpoint(req.EndpointID, name); err != nil {
+	if err := p.dropEndpoint(req.EndpointID); err != nil {
 		return nil, err
 	}
 	return struct{}{}, nil
 }
 
-// dropEndpoint removes what the router holds for an endpoint: its veth and
-// its name. Both steps are idempotent, so it is safe for endpoints that
-// are half gone or unknown (Leave after DeleteEndpoint, calls after a
-// router restart).
-func (p *Plugin) dropEndpoint(id, name string) error {
-	if name != "" {
-		p.r.UnregisterName(id)
-	}
+// dropEndpoint removes what the router holds for an endpoint: its veth,
+// its name and its DNS listener. Every step is idempotent, so it is safe
+// for endpoints that are half gone or unknown (Leave after DeleteEndpoint,
+// calls after a router restart).
+func (p *Plugin) dropEndpoint(id string) error {
+	p.r.UnregisterName(id)
+	p.r.StopDNS(id)
 	if err := p.r.DeleteVeth(id); err != nil {
 		return fmt.Errorf("remove the veth of endpoint %s: %w", short(id), err)
 	}
@@ -194,13 +188,11 @@ func (p *Plugin) leave(req network.LeaveRequest) (any, error) {
 		return nil, fmt.Errorf("Leave: %w", err)
 	}
 	p.mu.Lock()
-	name := ""
 	if ep, ok := p.endpoints[req.EndpointID]; ok {
 		ep.joined = false
-		name = ep.name
 	}
 	p.mu.Unlock()
-	if err := p.dropEndpoint(req.EndpointID, name); err != nil {
+	if err := p.dropEndpoint(req.EndpointID); err != nil {
 		return nil, err
 	}
 	return struct{}{}, nil

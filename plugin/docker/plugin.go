@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -150,7 +151,12 @@ func handle[Req any](p *Plugin, d driver, method string, fn func(Req) (any, erro
 	full := prefix + method
 	p.mux.HandleFunc("POST /"+full, func(w http.ResponseWriter, r *http.Request) {
 		var req Req
-		if err := decode(w, r, &req); err != nil {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBytes))
+		if err == nil {
+			p.log.Debug("docker plugin request", "method", full, "body", string(body))
+			err = Decode(bytes.NewReader(body), &req)
+		}
+		if err != nil {
 			reply(w, http.StatusBadRequest, httpError{Err: err.Error(), Error: err.Error()})
 			return
 		}
@@ -165,7 +171,6 @@ func handle[Req any](p *Plugin, d driver, method string, fn func(Req) (any, erro
 			}
 			return
 		}
-		p.log.Debug("docker plugin request", "method", full)
 		reply(w, http.StatusOK, resp)
 	})
 }
@@ -189,10 +194,6 @@ func Decode(body io.Reader, v any) error {
 		return errors.New("request body has data after the JSON value")
 	}
 	return nil
-}
-
-func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	return Decode(http.MaxBytesReader(w, r.Body, maxRequestBytes), v)
 }
 
 func reply(w http.ResponseWriter, code int, v any) {

@@ -23,12 +23,13 @@ type fakeRouter struct {
 	veths  map[string]bool
 	allocs map[netip.Addr]string
 	names  map[string]string
+	dns    map[string]string // endpoint -> namespace served
 	next   map[netip.Prefix]netip.Addr
 	fail   error // returned by Allocate when set
 }
 
 func newFake() *fakeRouter {
-	return &fakeRouter{veths: map[string]bool{}, allocs: map[netip.Addr]string{}, names: map[string]string{}, next: map[netip.Prefix]netip.Addr{}}
+	return &fakeRouter{veths: map[string]bool{}, allocs: map[netip.Addr]string{}, names: map[string]string{}, dns: map[string]string{}, next: map[netip.Prefix]netip.Addr{}}
 }
 
 func (f *fakeRouter) CreateVeth(id string) (string, error) {
@@ -107,10 +108,23 @@ func (f *fakeRouter) UnregisterName(id string) {
 	delete(f.names, id)
 }
 
+func (f *fakeRouter) ServeDNS(id, netns string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.dns[id] = netns
+	return nil
+}
+
+func (f *fakeRouter) StopDNS(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.dns, id)
+}
+
 func (f *fakeRouter) counts() (veths, allocs, names int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return len(f.veths), len(f.allocs), len(f.names)
+	return len(f.veths), len(f.allocs), len(f.names) + len(f.dns)
 }
 
 // client talks to a plugin over its unix socket, as dockerd does.

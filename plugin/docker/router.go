@@ -34,7 +34,12 @@ type Router interface {
 	ReleaseAll(owner string)
 
 	// RegisterName makes weaveDNS answer name with addrs for endpoint id;
-	// UnregisterName removes endpoint id's records.
+	// UnregisterName removes endpoint id's records (none is no error).
 	RegisterName(id, name string, addrs []netip.Addr) error
 	UnregisterName(id string)
+	// ServeDNS answers DNS for endpoint id inside the namespace at netns,
+	// on the containers' nameserver address; StopDNS stops (a listener
+	// that is not there is no error).
+	ServeDNS(id, netns string) error
+	StopDNS(id string)
 }
