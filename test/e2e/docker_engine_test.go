@@ -104,6 +104,13 @@ func sweepDocker(ctx context.Context, t *testing.T) {
 			dockerCmd(ctx, "rmi", "-f", n)
 		}
 	}
+	if ents, err := os.ReadDir("/var/run/netns"); err == nil {
+		for _, e := range ents {
+			if dead(e.Name()) {
+				harness.RemovePrefixed(e.Name(), 2*time.Second, "")
+			}
+		}
+	}
 	socks, _ := filepath.Glob(filepath.Join(filepath.Dir(docker.DefaultSocket), dockerPrefix+"*.sock"))
 	for _, s := range socks {
 		if dead(filepath.Base(s)) {
@@ -170,16 +177,19 @@ func freePort(t *testing.T) int {
 // own ports, data dir, allocation range and plugin name.
 type rootRouter struct {
 	cmd      *exec.Cmd
+	port     int // gossip; data is port+1
 	httpAddr string
 	plugin   string // plugin and driver name
 	log      string
 }
 
-func startRootRouter(t *testing.T, name, ipRange string) *rootRouter {
+// startRootRouter starts the root namespace's router on gossip port port
+// (data port+1), advertising advertise to its peers.
+func startRootRouter(t *testing.T, name, ipRange string, port int, advertise string) *rootRouter {
 	t.Helper()
 	dir := t.TempDir()
-	port, httpPort, dnsPort := freePort(t), freePort(t), freePort(t)
-	r := &rootRouter{httpAddr: fmt.Sprintf("127.0.0.1:%d", httpPort), plugin: name, log: filepath.Join(dir, "router.log")}
+	httpPort, dnsPort := freePort(t), freePort(t)
+	r := &rootRouter{port: port, httpAddr: fmt.Sprintf("127.0.0.1:%d", httpPort), plugin: name, log: filepath.Join(dir, "router.log")}
 	logf, err := os.Create(r.log)
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +197,7 @@ func startRootRouter(t *testing.T, name, ipRange string) *rootRouter {
 	t.Cleanup(func() { logf.Close() })
 	r.cmd = exec.Command(weaveBin, "router", "--data-dir", filepath.Join(dir, "data"), "--nickname", name,
 		"--port", strconv.Itoa(port), "--http-addr", r.httpAddr, "--dns-listen-address", fmt.Sprintf("127.0.0.1:%d", dnsPort),
-		"--ipalloc-range", ipRange, "--plugin-socket", filepath.Join(filepath.Dir(docker.DefaultSocket), name+".sock"))
+		"--ipalloc-range", ipRange, "--advertise-addr", advertise, "--plugin-socket", filepath.Join(filepath.Dir(docker.DefaultSocket), name+".sock"))
 	r.cmd.Stdout, r.cmd.Stderr = logf, logf
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -256,6 +266,99 @@ func (r *rootRouter) dockerAllocs(ctx context.Context, t *testing.T) []string {
 	return out
 }
 
+// farHost is a second simulated host for the Docker test: a namespace
+// joined to the root namespace by a veth on a private /30, running a
+// router that joins the root namespace's, with one namespace attached by
+// name.
+type farHost struct {
+	ns, ctr  string // namespace names
+	httpAddr string
+	log      string // the far router's
+	addr     string // the far container's overlay address
+}
+
+// Addresses of the private link between the root namespace and the far
+// host.
+const (
+	farRootIP = "192.168.251.1"
+	farHostIP = "192.168.251.2"
+)
+
+// startFarHost makes the far host and starts its router, which joins the
+// root namespace's at rootPort.
+func startFarHost(ctx context.Context, t *testing.T, name string, rootPort int) *farHost {
+	t.Helper()
+	f := &farHost{ns: name + "-h2", ctr: name + "-far", httpAddr: "127.0.0.1:6784"}
+	t.Cleanup(func() {
+		if _, err := harness.RemovePrefixed(name+"-", 5*time.Second, ""); err != nil {
+			t.Errorf("remove the far host: %v", err)
+		}
+	})
+	rootEnd := fmt.Sprintf("wvt%dr", os.Getpid())
+	run := func(argv ...string) {
+		t.Helper()
+		if out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v: %s", strings.Join(argv, " "), err, out)
+		}
+	}
+	run("ip", "netns", "add", f.ns)
+	run("ip", "netns", "add", f.ctr)
+	run("ip", "link", "add", rootEnd, "type", "veth", "peer", "name", "eth0", "netns", f.ns)
+	run("ip", "addr", "add", farRootIP+"/30", "dev", rootEnd)
+	run("ip", "link", "set", rootEnd, "up")
+	run("ip", "-n", f.ns, "addr", "add", farHostIP+"/30", "dev", "eth0")
+	run("ip", "-n", f.ns, "link", "set", "eth0", "up")
+	run("ip", "-n", f.ns, "link", "set", "lo", "up")
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "router.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logf.Close() })
+	cmd := exec.Command("ip", "netns", "exec", f.ns, weaveBin, "router", "--data-dir", filepath.Join(dir, "data"),
+		"--nickname", name+"-h2", "--no-plugin", "--ipalloc-range", "10.251.0.0/24", "--ipalloc-init", "observer",
+		fmt.Sprintf("%s:%d", farRootIP, rootPort))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// RemovePrefixed ends the router with the namespace; this reaps it.
+	t.Cleanup(func() {
+		go cmd.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("far router log:\n%s", b)
+		}
+	})
+	f.log = logPath
+	return f
+}
+
+// attach attaches the far host's container namespace, named attachName,
+// once its router has address space.
+func (f *farHost) attach(t *testing.T, attachName string) {
+	t.Helper()
+	// The far router's API is on the far host's loopback: the CLI runs there.
+	if err := harness.PollFor(60*time.Second, "the far host attaches "+attachName, func(ctx context.Context) error {
+		out, err := exec.CommandContext(ctx, "ip", "netns", "exec", f.ns, weaveBin, "attach", "--name", attachName,
+			"/var/run/netns/"+f.ctr).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("weave attach: %v: %s", err, out)
+		}
+		return nil
+	}); err != nil {
+		b, _ := os.ReadFile(f.log)
+		t.Fatalf("%v\nfar router log:\n%s", err, b)
+	}
+	out, err := exec.Command("ip", "-n", f.ctr, "-o", "-4", "addr", "show", "dev", "ethwe").CombinedOutput()
+	fields := strings.Fields(string(out))
+	if err != nil || len(fields) < 4 {
+		t.Fatalf("far container's address: %v: %s", err, out)
+	}
+	f.addr = strings.Split(fields[3], "/")[0]
+}
+
 // removeGWBridgeAfter removes docker_gwbridge at cleanup if it is not
 // there now: Docker makes it for the first container on a network whose
 // driver names no gateway, as weavemesh does.
@@ -277,7 +380,10 @@ func TestDockerEngine(t *testing.T) {
 	sweepDocker(ctx, t)
 	name := fmt.Sprintf("%s%d", dockerPrefix, os.Getpid())
 	removeGWBridgeAfter(t)
-	r := startRootRouter(t, name, "10.251.0.0/24")
+	// The second host's link first: the root router advertises its end.
+	port := freePort(t)
+	far := startFarHost(ctx, t, name, port)
+	r := startRootRouter(t, name, "10.251.0.0/24", port, farRootIP)
 
 	img := name + "-img"
 	cmd := exec.CommandContext(ctx, "docker", "import", "-", img)
@@ -288,7 +394,7 @@ func TestDockerEngine(t *testing.T) {
 	t.Cleanup(func() { dockerCmd(context.Background(), "rmi", "-f", img) })
 
 	netName := name + "-net"
-	if _, err := dockerCmd(ctx, "network", "create", "-d", r.plugin, "--ipam-driver", r.plugin, "--subnet", "10.251.0.0/25", netName); err != nil {
+	if _, err := dockerCmd(ctx, "network", "create", "-d", r.plugin, "--ipam-driver", r.plugin, netName); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dockerCmd(context.Background(), "network", "rm", netName) })
@@ -307,7 +413,7 @@ func TestDockerEngine(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !strings.HasPrefix(ip, "10.251.0.") {
-			t.Fatalf("container %s has address %q; want one from the weavemesh pool 10.251.0.0/25", c, ip)
+			t.Fatalf("container %s has address %q; want one from weave's default subnet 10.251.0.0/24", c, ip)
 		}
 		ctrs, ips = append(ctrs, c), append(ips, ip)
 	}
@@ -331,7 +437,59 @@ func TestDockerEngine(t *testing.T) {
 		}
 	}
 
-	for _, c := range ctrs {
+	// Names: the router follows the engine and registers every container
+	// on the network; weaveDNS answers inside the containers.
+	api := api.NewClient(r.httpAddr)
+	t.Cleanup(api.CloseIdleConnections)
+	for i, c := range ctrs {
+		other := ctrs[1-i] + ".weave.local"
+		if err := harness.PollFor(10*time.Second, c+" resolves "+other, func(ctx context.Context) error {
+			out, err := dockerCmd(ctx, "exec", c, "/bin/nslookup", other, "127.0.0.153")
+			if err == nil && !strings.Contains(out, ips[1-i]) {
+				err = fmt.Errorf("answer %q lacks %s", out, ips[1-i])
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A second host: a container started with weave's DNS flags pings, by
+	// name, a namespace attached there.
+	far.attach(t, "far")
+	c3 := name + "-c3"
+	t.Cleanup(func() { dockerCmd(context.Background(), "rm", "-f", c3) })
+	if _, err := dockerCmd(ctx, "run", "-d", "--name", c3, "--network", netName, "--dns", "127.0.0.153", "--dns-search", "weave.local",
+		img, "/bin/sleep", "600"); err != nil {
+		t.Fatal(err)
+	}
+	if err := harness.PollFor(pingTimeout, c3+" pings far by name", func(ctx context.Context) error {
+		_, err := dockerCmd(ctx, "exec", c3, "/bin/ping", "-c", "1", "-W", "2", "far")
+		return err
+	}); err != nil {
+		var diag []string
+		for _, argv := range [][]string{{"/bin/nslookup", "far.weave.local", "127.0.0.153"}, {"/bin/nslookup", "far"},
+			{"/bin/cat", "/etc/resolv.conf"}, {"/bin/ping", "-c", "1", "-W", "2", far.addr}} {
+			out, err := dockerCmd(ctx, append([]string{"exec", c3}, argv...)...)
+			diag = append(diag, fmt.Sprintf("%s: %s %v", strings.Join(argv, " "), out, err))
+		}
+		t.Fatalf("%v (far is %s); in %s:\n%s", err, far.addr, c3, strings.Join(diag, "\n"))
+	}
+
+	// A container that stops loses its name.
+	if _, err := dockerCmd(ctx, "stop", "-t", "0", ctrs[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := harness.PollFor(10*time.Second, ctrs[1]+"'s name removed", func(ctx context.Context) error {
+		if l, err := api.DNSLookup(ctx, ctrs[1]); err == nil {
+			return fmt.Errorf("still answered: %+v", l)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, c := range append(ctrs, c3) {
 		if _, err := dockerCmd(ctx, "rm", "-f", c); err != nil {
 			t.Fatal(err)
 		}
