@@ -30,6 +30,11 @@ type NetConf struct {
 	// DataDir keeps one small file per attachment, for DEL without a
 	// namespace and for GC; DefaultDataDir when empty.
 	DataDir string `json:"dataDir,omitempty"`
+	// DefaultRoute gives the host an address in the subnet (weave expose)
+	// and the container a default route through it: what Kubernetes pods
+	// need to reach the node, services and the outside. Ignored when ipam
+	// names a plugin (its routes are used).
+	DefaultRoute bool `json:"defaultRoute,omitempty"`
 	// NoDNSName leaves the pod or container name (K8S_POD_NAME) out of
 	// weaveDNS.
 	NoDNSName bool `json:"noDNSName,omitempty"`

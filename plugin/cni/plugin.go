@@ -14,6 +14,8 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
 
 	"weavemesh.dev/weave/api"
 	"weavemesh.dev/weave/dns"
@@ -92,9 +94,13 @@ func Add(args *skel.CmdArgs) error {
 		req.Name = cniArg(args.Args, "K8S_POD_NAME")
 	}
 	var ep api.Endpoint
+	var gw net.IP
 	err = withClient(conf, func(ctx context.Context, c *api.Client) error {
 		var err error
-		ep, err = c.Attach(ctx, req)
+		if ep, err = c.Attach(ctx, req); err != nil || !conf.DefaultRoute || delegated != nil {
+			return err
+		}
+		gw, err = defaultRoute(ctx, c, conf, args)
 		return err
 	})
 	if err != nil {
@@ -110,6 +116,12 @@ func Add(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	if gw != nil {
+		result.Routes = []*types.Route{{Dst: net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}, GW: gw}}
+		for _, ip := range result.IPs {
+			ip.Gateway = gw
+		}
+	}
 	if delegated != nil {
 		result.Routes = delegated.Routes
 		for _, ip := range result.IPs {
@@ -121,6 +133,38 @@ func Add(args *skel.CmdArgs) error {
 		}
 	}
 	return types.PrintResult(result, conf.CNIVersion)
+}
+
+// defaultRoute exposes the host in the container's subnet and routes the
+// container's default traffic to that address; it returns the address.
+func defaultRoute(ctx context.Context, c *api.Client, conf *NetConf, args *skel.CmdArgs) (net.IP, error) {
+	item := "net:default"
+	if conf.Subnet != "" {
+		item = "net:" + conf.Subnet
+	}
+	exp, err := c.Expose(ctx, []string{item})
+	if err != nil {
+		return nil, err
+	}
+	if len(exp.CIDRs) == 0 {
+		return nil, errors.New("the router exposed no address")
+	}
+	p, err := netip.ParsePrefix(exp.CIDRs[0])
+	if err != nil {
+		return nil, fmt.Errorf("the router exposed %q: %w", exp.CIDRs[0], err)
+	}
+	gw := net.IP(p.Addr().AsSlice())
+	err = ns.WithNetNSPath(args.Netns, func(ns.NetNS) error {
+		l, err := netlink.LinkByName(args.IfName)
+		if err != nil {
+			return fmt.Errorf("find %s: %w", args.IfName, err)
+		}
+		if err := netlink.RouteReplace(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw}); err != nil {
+			return fmt.Errorf("default route via %s: %w", gw, err)
+		}
+		return nil
+	})
+	return gw, err
 }
 
 // resultOf is the CNI result for an endpoint. Containers resolve names

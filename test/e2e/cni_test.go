@@ -40,11 +40,16 @@ func newCNIRuntime(t *testing.T, h *harness.Host) *cniRuntime {
 	return r
 }
 
-// list is a network configuration list of version v with weave-net.
-func (r *cniRuntime) list(v string) *libcni.NetworkConfigList {
+// list is a network configuration list of version v with weave-net;
+// extra are more fields of its configuration ("defaultRoute": true).
+func (r *cniRuntime) list(v string, extra ...string) *libcni.NetworkConfigList {
 	r.t.Helper()
+	more := ""
+	for _, e := range extra {
+		more += ", " + e
+	}
 	l, err := libcni.NetworkConfFromBytes([]byte(fmt.Sprintf(
-		`{"cniVersion": %q, "name": "wvtest", "plugins": [{"type": "weave-net", "dataDir": %q}]}`, v, r.state)))
+		`{"cniVersion": %q, "name": "wvtest", "plugins": [{"type": "weave-net", "dataDir": %q%s}]}`, v, r.state, more)))
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -180,12 +185,34 @@ func TestCNI(t *testing.T) {
 		}
 	}
 
+	// defaultRoute: the host gets an address in the subnet and the
+	// container routes through it.
+	lr := rts[0].list("1.1.0", `"defaultRoute": true`)
+	k3, err := cl.Host(1).AddContainer("k3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := rts[0].add(ctx, lr, rtConf(k3, "eth0"))
+	if err != nil || len(res.Routes) != 1 || res.IPs[0].Gateway == nil {
+		t.Fatalf("ADD with defaultRoute: %+v, %v; want a default route and gateway", res, err)
+	}
+	gw := res.IPs[0].Gateway.String()
+	if out, err := k3.Exec(ctx, "ip", "route", "show", "default"); err != nil || !strings.Contains(out, "via "+gw+" dev eth0") {
+		t.Errorf("k3's default route %q, %v; want via %s dev eth0", out, err, gw)
+	}
+	if _, err := k3.Ping(ctx, gw); err != nil {
+		t.Errorf("k3 cannot ping the host's overlay address %s: %v", gw, err)
+	}
+	if err := rts[0].in(func() error { return rts[0].cfg.DelNetworkList(ctx, lr, rtConf(k3, "eth0")) }); err != nil {
+		t.Errorf("DEL: %v", err)
+	}
+
 	// With the router down: ADD says try again later (11), STATUS not
 	// available (50), DEL still succeeds.
 	if err := cl.Host(2).Stop(); err != nil {
 		t.Fatal(err)
 	}
-	_, err := rts[1].add(ctx, l, rtConf(ctrs[1], "eth0"))
+	_, err = rts[1].add(ctx, l, rtConf(ctrs[1], "eth0"))
 	if cniCode(err) != types.ErrTryAgainLater {
 		t.Errorf("ADD with the router down: %v; want CNI error %d", err, types.ErrTryAgainLater)
 	}
