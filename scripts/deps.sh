@@ -38,6 +38,9 @@ declare -A pkg_for=(
 	[iptables]=iptables
 	[ps]=procps
 	[ethtool]=ethtool
+	# The Docker and Podman tests' image is a rootfs of static busybox.
+	[busybox]=busybox-static
+	[podman]=podman
 )
 if [ "$want_dns" -eq 1 ]; then
 	pkg_for[dnsperf]=dnsperf

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"debug/elf"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,11 +63,23 @@ func needDocker(t *testing.T) {
 	if _, err := netlink.LinkByName("weave"); err == nil {
 		t.Skip("skipped: a link named weave exists in the root namespace (a router runs on this host); the test needs the root namespace for a router of its own")
 	}
-	if _, err := os.Stat(busyboxPath); err != nil {
-		t.Skipf("skipped: the test image is made from Debian's busybox-static (apt-get install busybox-static): %v", err)
-	}
+	needStaticBusybox(t)
 	if _, err := os.Stat(filepath.Dir(docker.DefaultSocket)); err != nil {
 		t.Skipf("skipped: Docker's plugin directory: %v", err)
+	}
+}
+
+// needStaticBusybox skips unless busyboxPath is a static binary, the only
+// file of the test image.
+func needStaticBusybox(t *testing.T) {
+	t.Helper()
+	f, err := elf.Open(busyboxPath)
+	if err != nil {
+		t.Skipf("skipped: the test image is made from Debian's busybox-static (apt-get install busybox-static): %v", err)
+	}
+	defer f.Close()
+	if f.Section(".interp") != nil {
+		t.Skipf("skipped: %s is dynamically linked; the test image needs Debian's busybox-static", busyboxPath)
 	}
 }
 

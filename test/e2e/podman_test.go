@@ -70,9 +70,7 @@ func TestPodman(t *testing.T) {
 	if _, err := exec.LookPath("podman"); err != nil {
 		t.Skip("skipped: no podman on this machine (Debian: apt-get install podman)")
 	}
-	if _, err := os.Stat(busyboxPath); err != nil {
-		t.Skipf("skipped: the test image is made from Debian's busybox-static (apt-get install busybox-static): %v", err)
-	}
+	needStaticBusybox(t)
 	// Podman keeps a blob cache in /var/lib/containers whatever --root
 	// says; remove it afterwards if this test is what made it.
 	if _, err := os.Stat("/var/lib/containers"); os.IsNotExist(err) {
