@@ -54,8 +54,8 @@ func (pl pool) String() string {
 
 func (pl pool) owner() string { return OwnerPrefix + pl.String() }
 
-// ParsePoolID reads a pool id the plugin handed out.
-func ParsePoolID(s string) (subnet, alloc netip.Prefix, err error) {
+// parsePoolID reads a pool id the plugin handed out.
+func parsePoolID(s string) (subnet, alloc netip.Prefix, err error) {
 	parts := strings.Split(s, "@")
 	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" {
 		return subnet, alloc, fmt.Errorf("pool id %q is not one weavemesh handed out", s)
@@ -73,7 +73,7 @@ func ParsePoolID(s string) (subnet, alloc netip.Prefix, err error) {
 }
 
 func parsePool(id string) (pool, error) {
-	subnet, alloc, err := ParsePoolID(id)
+	subnet, alloc, err := parsePoolID(id)
 	if err != nil {
 		return pool{}, err
 	}

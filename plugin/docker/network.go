@@ -37,16 +37,12 @@ func (p *Plugin) createNetwork(req network.CreateNetworkRequest) (any, error) {
 	if len(req.IPv6Data) > 0 {
 		return nil, errors.New("weavemesh networks carry IPv6 traffic but do not allocate IPv6 addresses; create the network without --ipv6")
 	}
-	p.mu.Lock()
-	p.networks[req.NetworkID] = netState{pool: pool}
-	p.mu.Unlock()
 	p.log.Info("docker network created", "network", short(req.NetworkID), "pool", pool)
 	return struct{}{}, nil
 }
 
 func (p *Plugin) deleteNetwork(req network.DeleteNetworkRequest) (any, error) {
 	p.mu.Lock()
-	delete(p.networks, req.NetworkID)
 	var eps []string
 	for id, ep := range p.endpoints {
 		if ep.network == req.NetworkID {
@@ -166,7 +162,6 @@ func (p *Plugin) join(req network.JoinRequest) (any, error) {
 		ep = &endpoint{network: req.NetworkID}
 		p.endpoints[req.EndpointID] = ep
 	}
-	ep.joined = true
 	name, address := ep.name, ep.address
 	p.mu.Unlock()
 	if name != "" {
@@ -187,11 +182,6 @@ func (p *Plugin) leave(req network.LeaveRequest) (any, error) {
 	if err := checkID(req.EndpointID); err != nil {
 		return nil, fmt.Errorf("Leave: %w", err)
 	}
-	p.mu.Lock()
-	if ep, ok := p.endpoints[req.EndpointID]; ok {
-		ep.joined = false
-	}
-	p.mu.Unlock()
 	if err := p.dropEndpoint(req.EndpointID); err != nil {
 		return nil, err
 	}

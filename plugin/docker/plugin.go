@@ -44,22 +44,15 @@ type Plugin struct {
 	log *slog.Logger
 	mux *http.ServeMux
 
-	mu        sync.Mutex           // guards the maps below and seq
-	networks  map[string]netState  // network id -> network
+	mu        sync.Mutex           // guards endpoints
 	endpoints map[string]*endpoint // endpoint id -> endpoint
-	seq       uint32               // pool ids handed out by this process
-}
-
-type netState struct {
-	pool string // IPv4 pool as Docker gave it, may be empty
 }
 
 type endpoint struct {
 	network string
 	address string // IPv4 CIDR as Docker gave it, may be empty
 	mac     string
-	ownMAC  bool // mac is ours, not Docker's
-	joined  bool
+	ownMAC  bool   // mac is ours, not Docker's
 	name    string // DNS name, empty when none
 }
 
@@ -71,8 +64,7 @@ func New(o Options) (*Plugin, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Plugin{r: o.Router, log: o.Logger, mux: http.NewServeMux(),
-		networks: map[string]netState{}, endpoints: map[string]*endpoint{}}
+	p := &Plugin{r: o.Router, log: o.Logger, mux: http.NewServeMux(), endpoints: map[string]*endpoint{}}
 	p.routes()
 	return p, nil
 }
@@ -154,7 +146,7 @@ func handle[Req any](p *Plugin, d driver, method string, fn func(Req) (any, erro
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBytes))
 		if err == nil {
 			p.log.Debug("docker plugin request", "method", full, "body", string(body))
-			err = Decode(bytes.NewReader(body), &req)
+			err = decodeBody(bytes.NewReader(body), &req)
 		}
 		if err != nil {
 			reply(w, http.StatusBadRequest, httpError{Err: err.Error(), Error: err.Error()})
@@ -175,10 +167,10 @@ func handle[Req any](p *Plugin, d driver, method string, fn func(Req) (any, erro
 	})
 }
 
-// Decode reads one JSON request body into v, as the plugin does: at most
-// 1 MiB, one value with nothing after it, an empty body being {}. Unknown
-// fields are ignored, as newer Docker versions add some.
-func Decode(body io.Reader, v any) error {
+// decodeBody reads one JSON request body into v: one value with nothing
+// after it, an empty body being {}. Unknown fields are ignored, as newer
+// Docker versions add some.
+func decodeBody(body io.Reader, v any) error {
 	dec := json.NewDecoder(body)
 	if err := dec.Decode(v); err != nil {
 		var maxErr *http.MaxBytesError
