@@ -190,6 +190,8 @@ func freePort(t *testing.T) int {
 // own ports, data dir, allocation range and plugin name.
 type rootRouter struct {
 	cmd      *exec.Cmd
+	args     []string
+	logf     *os.File
 	port     int // gossip; data is port+1
 	httpAddr string
 	plugin   string // plugin and driver name
@@ -203,30 +205,18 @@ func startRootRouter(t *testing.T, name, ipRange string, port int, advertise str
 	dir := t.TempDir()
 	httpPort, dnsPort := freePort(t), freePort(t)
 	r := &rootRouter{port: port, httpAddr: fmt.Sprintf("127.0.0.1:%d", httpPort), plugin: name, log: filepath.Join(dir, "router.log")}
-	logf, err := os.Create(r.log)
-	if err != nil {
+	var err error
+	if r.logf, err = os.Create(r.log); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { logf.Close() })
-	r.cmd = exec.Command(weaveBin, "router", "--data-dir", filepath.Join(dir, "data"), "--nickname", name,
+	t.Cleanup(func() { r.logf.Close() })
+	r.args = []string{"router", "--data-dir", filepath.Join(dir, "data"), "--nickname", name,
 		"--port", strconv.Itoa(port), "--http-addr", r.httpAddr, "--dns-listen-address", fmt.Sprintf("127.0.0.1:%d", dnsPort),
-		"--ipalloc-range", ipRange, "--advertise-addr", advertise, "--plugin-socket", filepath.Join(filepath.Dir(docker.DefaultSocket), name+".sock"))
-	r.cmd.Stdout, r.cmd.Stderr = logf, logf
-	if err := r.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+		"--ipalloc-range", ipRange, "--advertise-addr", advertise, "--plugin-socket", filepath.Join(filepath.Dir(docker.DefaultSocket), name+".sock")}
 	// Registered before the Docker objects' cleanups, so it runs after
 	// them: Docker needs the plugin to remove its network.
 	t.Cleanup(func() {
-		r.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { r.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			r.cmd.Process.Kill()
-			<-done
-		}
+		r.stop()
 		// The bridge and TAP outlive a router; the test made them.
 		for _, n := range []string{"weave-tap", "weave"} {
 			if l, err := netlink.LinkByName(n); err == nil {
@@ -238,6 +228,18 @@ func startRootRouter(t *testing.T, name, ipRange string, port int, advertise str
 			t.Logf("router log:\n%s", b)
 		}
 	})
+	r.start(t)
+	return r
+}
+
+// start runs the router and waits until it is ready.
+func (r *rootRouter) start(t *testing.T) {
+	t.Helper()
+	r.cmd = exec.Command(weaveBin, r.args...)
+	r.cmd.Stdout, r.cmd.Stderr = r.logf, r.logf
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
 	if err := harness.PollFor(30*time.Second, "router ready", func(ctx context.Context) error {
 		var st api.Status
 		if err := r.weaveJSON(ctx, &st, "status"); err != nil {
@@ -251,7 +253,23 @@ func startRootRouter(t *testing.T, name, ipRange string, port int, advertise str
 		b, _ := os.ReadFile(r.log)
 		t.Fatalf("%v\nrouter log:\n%s", err, b)
 	}
-	return r
+}
+
+// stop ends the router it started (SIGTERM, SIGKILL after 15 s).
+func (r *rootRouter) stop() {
+	if r.cmd == nil {
+		return
+	}
+	r.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { r.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		r.cmd.Process.Kill()
+		<-done
+	}
+	r.cmd = nil
 }
 
 func (r *rootRouter) weaveJSON(ctx context.Context, v any, args ...string) error {
@@ -487,6 +505,36 @@ func TestDockerEngine(t *testing.T) {
 			diag = append(diag, fmt.Sprintf("%s: %s %v", strings.Join(argv, " "), out, err))
 		}
 		t.Fatalf("%v (far is %s); in %s:\n%s", err, far.addr, c3, strings.Join(diag, "\n"))
+	}
+
+	// A router restart with the containers running: addresses, names and
+	// the path to the other host stay.
+	held := r.dockerAllocs(ctx, t)
+	r.stop()
+	// Restarted as a user's router would be, naming its peer: a router
+	// that names none hears the other host's DNS records only when that
+	// host's gossip reaches out again, which can take longer than the
+	// test waits. The range stays split as before (the ring is in the
+	// data dir).
+	r.args = append(r.args, "--ipalloc-init", "consensus=1", farHostIP)
+	r.start(t)
+	if got := r.dockerAllocs(ctx, t); strings.Join(got, ",") != strings.Join(held, ",") {
+		t.Errorf("Docker allocations before the router restart %v, after %v", held, got)
+	}
+	if err := harness.PollFor(pingTimeout, c3+" pings far by name after the router restart", func(ctx context.Context) error {
+		_, err := dockerCmd(ctx, "exec", c3, "/bin/ping", "-c", "1", "-W", "2", "far")
+		return err
+	}); err != nil {
+		l, lerr := api.DNSLookup(ctx, "far")
+		out, _ := dockerCmd(ctx, "exec", c3, "/bin/nslookup", "far.weave.local", "127.0.0.153")
+		st, _ := api.DNSStatus(ctx)
+		t.Fatalf("%v\nlookup on the root router: %+v %v\nnslookup in c3: %s\nrecords: %+v", err, l, lerr, out, st.Entries)
+	}
+	if err := harness.PollFor(10*time.Second, ctrs[0]+" resolves "+ctrs[1]+" after the router restart", func(ctx context.Context) error {
+		_, err := dockerCmd(ctx, "exec", ctrs[0], "/bin/nslookup", ctrs[1]+".weave.local", "127.0.0.153")
+		return err
+	}); err != nil {
+		t.Fatal(err)
 	}
 
 	// A container that stops loses its name.
