@@ -45,7 +45,13 @@ type dockerPlugin struct {
 	// held are the pools' allocations found at start, before the IPAM
 	// hook's reconcile releases what no weave endpoint holds; reconcile
 	// claims them back.
-	held []api.IPAMAllocation
+	held []heldAddr
+}
+
+// heldAddr is an address IPAM held for a Docker pool at start.
+type heldAddr struct {
+	owner string
+	addr  netip.Addr
 }
 
 // pluginSocket says where to serve the plugin, and whether failing to is
@@ -80,7 +86,7 @@ func (r *Router) startPlugin() (func(), error) {
 	}
 	for _, a := range r.ipam.a.Status().Allocations {
 		if strings.HasPrefix(a.Owner, docker.OwnerPrefix) {
-			dp.held = append(dp.held, api.IPAMAllocation{Address: a.Addr.String(), Owner: a.Owner})
+			dp.held = append(dp.held, heldAddr{owner: a.Owner, addr: a.Addr})
 		}
 	}
 	var err error
@@ -126,25 +132,23 @@ func allowBridgeForwarding(log *slog.Logger) func() {
 		log.Debug("no iptables; not adding a FORWARD rule for the bridge", "err", err)
 		return func() {}
 	}
-	run := func(op string, rule []string) error {
-		args := append([]string{"-w", "5", op, rule[0]}, rule[1:]...)
-		if op == "-I" {
-			args = append([]string{"-w", "5", op, rule[0], "1"}, rule[1:]...)
-		}
+	// -w: wait for the xtables lock rather than fail while Docker holds it.
+	run := func(args ...string) error {
+		args = append([]string{"-w", "5"}, args...)
 		if out, err := exec.Command(ipt, args...).CombinedOutput(); err != nil {
 			return fmt.Errorf("iptables %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 		}
 		return nil
 	}
-	if run("-C", forwardRule) == nil {
+	if run(append([]string{"-C"}, forwardRule...)...) == nil {
 		return func() {}
 	}
-	if err := run("-I", forwardRule); err != nil {
+	if err := run(append([]string{"-I", forwardRule[0], "1"}, forwardRule[1:]...)...); err != nil {
 		log.Warn("cannot let frames cross the weave bridge through iptables' FORWARD chain; containers on weavemesh networks may not reach each other", "err", err)
 		return func() {}
 	}
 	return func() {
-		if err := run("-D", forwardRule); err != nil {
+		if err := run(append([]string{"-D"}, forwardRule...)...); err != nil {
 			log.Warn("remove the bridge's FORWARD rule", "err", err)
 		}
 	}
@@ -165,6 +169,12 @@ func (dp *dockerPlugin) detached(ctx context.Context, ep api.Endpoint) {}
 // ReleaseAddress and ReleasePool). Then, DNS being reconciled too, it
 // starts following the Docker engine for the containers' names.
 func (dp *dockerPlugin) reconcile(ctx context.Context, eps []api.Endpoint) {
+	for _, h := range dp.held {
+		if warn := dp.r.ipam.a.Claim(h.owner, h.addr); warn != "" {
+			dp.r.log.Warn("cannot keep the address of a Docker pool", "component", "docker-plugin", "address", h.addr, "pool", h.owner, "note", warn)
+		}
+	}
+	dp.held = nil
 	if dp.dns != nil && dp.cancel == nil {
 		wctx, cancel := context.WithCancel(context.Background())
 		dp.cancel = cancel
@@ -174,16 +184,6 @@ func (dp *dockerPlugin) reconcile(ctx context.Context, eps []api.Endpoint) {
 			dp.p.WatchNames(wctx, docker.DefaultEngineSocket, dp.driver)
 		}()
 	}
-	for _, a := range dp.held {
-		addr, err := netip.ParseAddr(a.Address)
-		if err != nil {
-			continue
-		}
-		if warn := dp.r.ipam.a.Claim(a.Owner, addr); warn != "" {
-			dp.r.log.Warn("cannot keep the address of a Docker pool", "component", "docker-plugin", "address", addr, "pool", a.Owner, "note", warn)
-		}
-	}
-	dp.held = nil
 }
 
 // ---- docker.Router ----
