@@ -94,14 +94,8 @@ func cniCode(err error) uint {
 // supported configuration version works, and a router that is down makes
 // ADD answer "try again later" and STATUS "not available".
 func TestCNI(t *testing.T) {
-	cl := newCluster(t, harness.Options{Hosts: 2})
+	cl := startMesh(t, harness.Options{Hosts: 2}, 0).cl
 	ctx := ctxFor(t, 3*time.Minute)
-	for _, h := range cl.Hosts {
-		if err := h.StartRouter(routerArgs(cl, h)...); err != nil {
-			cl.LogRouters(t)
-			t.Fatal(err)
-		}
-	}
 	rts := []*cniRuntime{newCNIRuntime(t, cl.Host(1)), newCNIRuntime(t, cl.Host(2))}
 	var ctrs []*harness.Container
 	var ips []string
@@ -130,10 +124,7 @@ func TestCNI(t *testing.T) {
 	}
 	for i, c := range ctrs {
 		for _, to := range []string{ips[1-i], ctrs[1-i].Name + ".weave.local"} {
-			if err := harness.PollFor(pingTimeout, c.Name+" pings "+to, func(ctx context.Context) error {
-				_, err := c.Ping(ctx, to)
-				return err
-			}); err != nil {
+			if err := ping(ctxFor(t, pingTimeout), c, to); err != nil {
 				cl.LogRouters(t)
 				t.Fatal(err)
 			}

@@ -288,13 +288,7 @@ func (r *rootRouter) dockerAllocs(ctx context.Context, t *testing.T) []string {
 	if err := r.weaveJSON(ctx, &st, "status", "ipam"); err != nil {
 		t.Fatal(err)
 	}
-	var out []string
-	for _, a := range st.Allocations {
-		if strings.HasPrefix(a.Owner, docker.OwnerPrefix) {
-			out = append(out, a.Address)
-		}
-	}
-	return out
+	return dockerOwned(st)
 }
 
 // farHost is a second simulated host for the Docker test: a namespace

@@ -127,13 +127,8 @@ func dockerRemove(ctx context.Context, t *testing.T, pc *harness.PluginClient, d
 	}
 }
 
-// dockerAllocations lists the addresses IPAM holds for Docker pools on h.
-func dockerAllocations(ctx context.Context, t *testing.T, h *harness.Host) []string {
-	t.Helper()
-	var st api.IPAMStatus
-	if err := h.WeaveJSON(ctx, &st, "status", "ipam", "--json"); err != nil {
-		t.Fatal(err)
-	}
+// dockerOwned lists the addresses IPAM holds for Docker pools.
+func dockerOwned(st api.IPAMStatus) []string {
 	var out []string
 	for _, a := range st.Allocations {
 		if strings.HasPrefix(a.Owner, docker.OwnerPrefix) {
@@ -141,6 +136,16 @@ func dockerAllocations(ctx context.Context, t *testing.T, h *harness.Host) []str
 		}
 	}
 	return out
+}
+
+// dockerAllocations lists the addresses IPAM holds for Docker pools on h.
+func dockerAllocations(ctx context.Context, t *testing.T, h *harness.Host) []string {
+	t.Helper()
+	var st api.IPAMStatus
+	if err := h.WeaveJSON(ctx, &st, "status", "ipam", "--json"); err != nil {
+		t.Fatal(err)
+	}
+	return dockerOwned(st)
 }
 
 // TestDockerPluginReplay drives the plugin of two routers with dockerd's
@@ -179,19 +184,15 @@ func TestDockerPluginReplay(t *testing.T) {
 	if err != nil || mtu != 1376 {
 		t.Fatalf("container interface MTU %d, %v; want the overlay MTU 1376", mtu, err)
 	}
-	ping := func(from, to *dockerEndpoint) {
+	pingEP := func(from, to *dockerEndpoint) {
 		t.Helper()
-		ip := strings.Split(to.addr, "/")[0]
-		if err := harness.PollFor(pingTimeout, "ping "+ip, func(ctx context.Context) error {
-			_, err := from.ctr.Ping(ctx, ip)
-			return err
-		}); err != nil {
+		if err := ping(ctxFor(t, pingTimeout), from.ctr, strings.Split(to.addr, "/")[0]); err != nil {
 			cl.LogRouters(t)
 			t.Fatal(err)
 		}
 	}
-	ping(a, b)
-	ping(b, a)
+	pingEP(a, b)
+	pingEP(b, a)
 
 	// A router restart with the container running keeps its address and
 	// its veth.
@@ -206,7 +207,7 @@ func TestDockerPluginReplay(t *testing.T) {
 	if got := dockerAllocations(ctx, t, cl.Host(1)); strings.Join(got, ",") != strings.Join(held, ",") {
 		t.Fatalf("Docker allocations before the restart %v, after %v", held, got)
 	}
-	ping(b, a)
+	pingEP(b, a)
 
 	for i, d := range eps {
 		dockerRemove(ctx, t, clients[i], d)

@@ -76,14 +76,8 @@ func TestPodman(t *testing.T) {
 	if _, err := os.Stat("/var/lib/containers"); os.IsNotExist(err) {
 		t.Cleanup(func() { os.RemoveAll("/var/lib/containers") })
 	}
-	cl := newCluster(t, harness.Options{Hosts: 2})
+	cl := startMesh(t, harness.Options{Hosts: 2}, 0).cl
 	ctx := ctxFor(t, 3*time.Minute)
-	for _, h := range cl.Hosts {
-		if err := h.StartRouter(routerArgs(cl, h)...); err != nil {
-			cl.LogRouters(t)
-			t.Fatal(err)
-		}
-	}
 	far, err := cl.Host(2).AddContainer("far2")
 	if err != nil {
 		t.Fatal(err)
