@@ -1,0 +1,129 @@
+package docker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeEngine answers the Docker Engine API calls WatchNames makes: one
+// weavemesh network with container c1 running, and an events stream on
+// which the test sends connect events.
+type fakeEngine struct {
+	mu         sync.Mutex
+	containers map[string]string // container id -> JSON of /containers/ID/json
+	events     chan string
+}
+
+func (e *fakeEngine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/events":
+		if !strings.Contains(r.URL.Query().Get("filters"), `"connect"`) {
+			http.Error(w, "want a filter on connect", http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		for {
+			select {
+			case ev := <-e.events:
+				fmt.Fprintln(w, ev)
+				w.(http.Flusher).Flush()
+			case <-r.Context().Done():
+				return
+			}
+		}
+	case r.URL.Path == "/networks":
+		if !strings.Contains(r.URL.Query().Get("filters"), `"weavemesh"`) {
+			fmt.Fprint(w, `[]`)
+			return
+		}
+		fmt.Fprint(w, `[{"Id":"n1","Name":"weave"}]`)
+	case r.URL.Path == "/networks/n1":
+		fmt.Fprint(w, `{"Id":"n1","Containers":{"c1":{"Name":"web","EndpointID":"e1"},"ep-x":{}}}`)
+	case strings.HasPrefix(r.URL.Path, "/containers/"):
+		id := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/containers/"), "/json")
+		e.mu.Lock()
+		body, ok := e.containers[id]
+		e.mu.Unlock()
+		if !ok {
+			http.Error(w, `{"message":"no such container"}`, http.StatusNotFound)
+			return
+		}
+		fmt.Fprint(w, body)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func containerJSON(name, netID, epID, ip, sandbox string, running bool) string {
+	b, _ := json.Marshal(map[string]any{
+		"Name":  "/" + name,
+		"State": map[string]any{"Running": running},
+		"NetworkSettings": map[string]any{"SandboxKey": sandbox,
+			"Networks": map[string]any{"weave": map[string]any{"NetworkID": netID, "EndpointID": epID, "IPAddress": ip}}},
+	})
+	return string(b)
+}
+
+func TestWatchNames(t *testing.T) {
+	eng := &fakeEngine{events: make(chan string, 4), containers: map[string]string{
+		"c1": containerJSON("web", "n1", "e1", "10.32.0.5", "/var/run/docker/netns/s1", true),
+		"c2": containerJSON("db", "n1", "e2", "10.32.0.6", "/var/run/docker/netns/s2", true),
+		"c3": containerJSON("gone", "n1", "e3", "10.32.0.7", "", false),
+		"c4": containerJSON("cache", "n1", "e4", "10.32.0.8", "/var/run/docker/netns/s4", true),
+	}}
+	sock := filepath.Join(t.TempDir(), "docker.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: eng}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	f := newFake()
+	p, _ := New(Options{Router: f})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); p.WatchNames(ctx, sock, Name) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	wait := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; names %v, DNS %v", what, f.names, f.dns)
+			}
+		}
+	}
+	has := func(ep, name, netns string) func() bool {
+		return func() bool {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			return f.names[ep] == name && f.dns[ep] == netns
+		}
+	}
+	// The container running at start, then one that connects.
+	wait("web, running at start", has("e1", "web", "/var/run/docker/netns/s1"))
+	eng.events <- `{"Type":"network","Action":"connect","Actor":{"ID":"n1","Attributes":{"container":"c2","name":"weave","type":"weavemesh"}}}`
+	wait("db, connected later", has("e2", "db", "/var/run/docker/netns/s2"))
+	// Other drivers' networks and stopped containers are left alone.
+	eng.events <- `{"Type":"network","Action":"connect","Actor":{"ID":"n9","Attributes":{"container":"c2","name":"bridge","type":"bridge"}}}`
+	eng.events <- `{"Type":"network","Action":"connect","Actor":{"ID":"n1","Attributes":{"container":"c3","name":"weave","type":"weavemesh"}}}`
+	// Events are handled in order: once c4's is, so were those.
+	eng.events <- `{"Type":"network","Action":"connect","Actor":{"ID":"n1","Attributes":{"container":"c4","name":"weave","type":"weavemesh"}}}`
+	wait("cache, connected last", has("e4", "cache", "/var/run/docker/netns/s4"))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.names) != 3 || f.names["e3"] != "" {
+		t.Fatalf("names %v; want web, db and cache only", f.names)
+	}
+}
