@@ -156,12 +156,7 @@ func TestDNSOffMessage(t *testing.T) {
 }
 
 func TestDNSRouterFlags(t *testing.T) {
-	tests := []struct {
-		name    string
-		args    []string
-		check   func(router.Config) bool
-		errText string
-	}{
+	testRouterFlags(t, dnsArgs, []routerFlagCase{
 		{name: "defaults", args: nil, check: func(c router.Config) bool {
 			return c.DNSDomain == "" && c.DNSListenAddress == "" && c.DNSTTL == 0 && c.DNSUpstream == nil && !c.NoDNS
 		}},
@@ -177,35 +172,5 @@ func TestDNSRouterFlags(t *testing.T) {
 		{name: "bad ttl", args: []string{"--dns-ttl", "0"}, errText: "--dns-ttl 0: must be 1-86400 seconds"},
 		{name: "bad upstream", args: []string{"--dns-upstream", "dns.example"}, errText: "--dns-upstream"},
 		{name: "bad listen", args: []string{"--dns-listen-address", "localhost:53"}, errText: "--dns-listen-address"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			a, _, stderr := testApp(t)
-			var got *router.Config
-			a.runRouter = func(_ context.Context, cfg router.Config) error { got = &cfg; return nil }
-			code := a.run(context.Background(), append([]string{"router"}, tc.args...))
-			if tc.errText != "" {
-				if code == 0 || !strings.Contains(stderr.String(), tc.errText) {
-					t.Errorf("exit %d, stderr %q; want an error with %q", code, stderr, tc.errText)
-				}
-				return
-			}
-			if code != 0 || got == nil {
-				t.Fatalf("exit %d: %s", code, stderr)
-			}
-			if !tc.check(*got) {
-				t.Errorf("config %+v", *got)
-			}
-			// The background router gets the same settings.
-			var second *router.Config
-			a.runRouter = func(_ context.Context, cfg router.Config) error { second = &cfg; return nil }
-			child := dnsArgs(*got)
-			if code := a.run(context.Background(), append([]string{"router"}, child...)); code != 0 || second == nil {
-				t.Fatalf("child args %q: exit %d: %s", child, code, stderr)
-			}
-			if !tc.check(*second) {
-				t.Errorf("child config from %q: %+v", child, *second)
-			}
-		})
-	}
+	})
 }
