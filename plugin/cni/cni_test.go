@@ -94,9 +94,9 @@ func TestRouterErrorCodes(t *testing.T) {
 }
 
 func TestResult(t *testing.T) {
-	conf := &NetConf{}
 	args := &skel.CmdArgs{Netns: "/var/run/netns/a", IfName: "eth0"}
-	r, err := resultOf(conf, args, api.Endpoint{Iface: "eth0", MAC: "0a:58:0a:20:00:05", MTU: 1376, CIDRs: []string{"10.32.0.5/12"}})
+	r, err := resultOf(args, api.Endpoint{Iface: "eth0", MAC: "0a:58:0a:20:00:05", MTU: 1376, CIDRs: []string{"10.32.0.5/12"}},
+		types.DNS{Nameservers: []string{"127.0.0.153"}, Search: []string{"weave.local"}})
 	if err != nil {
 		t.Fatal(err)
 	}

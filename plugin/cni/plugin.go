@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/invoke"
@@ -18,7 +19,6 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"weavemesh.dev/weave/api"
-	"weavemesh.dev/weave/dns"
 )
 
 // Versions are the CNI versions the plugin serves.
@@ -95,12 +95,19 @@ func Add(args *skel.CmdArgs) error {
 	}
 	var ep api.Endpoint
 	var gw net.IP
+	var dnsConf types.DNS
 	err = withClient(conf, func(ctx context.Context, c *api.Client) error {
 		var err error
-		if ep, err = c.Attach(ctx, req); err != nil || !conf.DefaultRoute || delegated != nil {
+		if ep, err = c.Attach(ctx, req); err != nil {
 			return err
 		}
-		gw, err = defaultRoute(ctx, c, conf, args)
+		// Where the container finds weaveDNS; nothing with --no-dns.
+		if st, err := c.DNSStatus(ctx); err == nil {
+			dnsConf = types.DNS{Nameservers: []string{st.Nameserver}, Search: []string{strings.TrimSuffix(st.Domain, ".")}}
+		}
+		if conf.DefaultRoute && delegated == nil {
+			gw, err = defaultRoute(ctx, c, conf, args)
+		}
 		return err
 	})
 	if err != nil {
@@ -112,7 +119,7 @@ func Add(args *skel.CmdArgs) error {
 	if err := saveAttachment(conf.DataDir, args.ContainerID, args.IfName, args.Netns); err != nil {
 		return types.NewError(types.ErrIOFailure, "weave-net: "+err.Error(), "")
 	}
-	result, err := resultOf(conf, args, ep)
+	result, err := resultOf(args, ep, dnsConf)
 	if err != nil {
 		return err
 	}
@@ -167,13 +174,13 @@ func defaultRoute(ctx context.Context, c *api.Client, conf *NetConf, args *skel.
 	return gw, err
 }
 
-// resultOf is the CNI result for an endpoint. Containers resolve names
-// through weaveDNS inside their namespace.
-func resultOf(conf *NetConf, args *skel.CmdArgs, ep api.Endpoint) (*current.Result, error) {
+// resultOf is the CNI result for an endpoint; dns says where the
+// container resolves names (weaveDNS answers inside its namespace).
+func resultOf(args *skel.CmdArgs, ep api.Endpoint, dns types.DNS) (*current.Result, error) {
 	r := &current.Result{
 		CNIVersion: current.ImplementedSpecVersion,
 		Interfaces: []*current.Interface{{Name: ep.Iface, Mac: ep.MAC, Mtu: ep.MTU, Sandbox: args.Netns}},
-		DNS:        types.DNS{Nameservers: []string{dns.ContainerNameserver.Addr().String()}, Search: []string{"weave.local"}},
+		DNS:        dns,
 	}
 	for _, c := range ep.CIDRs {
 		_, n, err := net.ParseCIDR(c)
