@@ -194,6 +194,26 @@ func TestDockerPluginReplay(t *testing.T) {
 	pingEP(a, b)
 	pingEP(b, a)
 
+	// Repeated calls: a second Join of a joined endpoint names the same
+	// interface and leaves the container connected; an address IPAM holds
+	// is refused to another pool, in the IPAM driver's Error field.
+	var join network.JoinResponse
+	if err := clients[0].Call(ctx, "NetworkDriver.Join", network.JoinRequest{NetworkID: a.netID, EndpointID: a.epID, SandboxKey: a.ctr.Path()}, &join); err != nil || join.InterfaceName.SrcName != a.srcName {
+		t.Fatalf("second Join: %+v, %v; want SrcName %s again", join, err, a.srcName)
+	}
+	pingEP(a, b)
+	var other ipam.RequestPoolResponse
+	if err := clients[0].Call(ctx, "IpamDriver.RequestPool", ipam.RequestPoolRequest{}, &other); err != nil {
+		t.Fatal(err)
+	}
+	err = clients[0].Call(ctx, "IpamDriver.RequestAddress", ipam.RequestAddressRequest{PoolID: other.PoolID, Address: strings.Split(a.addr, "/")[0]}, nil)
+	if err == nil || !strings.Contains(err.Error(), "already allocated") || !strings.Contains(err.Error(), `"Error"`) {
+		t.Fatalf("RequestAddress of %s, held by another pool: %v; want an Error saying it is allocated", a.addr, err)
+	}
+	if err := clients[0].Call(ctx, "IpamDriver.ReleasePool", ipam.ReleasePoolRequest{PoolID: other.PoolID}, nil); err != nil {
+		t.Fatal(err)
+	}
+
 	// A router restart with the container running keeps its address and
 	// its veth.
 	held := dockerAllocations(ctx, t, cl.Host(1))
