@@ -144,7 +144,9 @@ func handle[Req any](p *Plugin, d driver, method string, fn func(Req) (any, erro
 	p.mux.HandleFunc("POST /"+full, func(w http.ResponseWriter, r *http.Request) {
 		var req Req
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBytes))
-		if err == nil {
+		if err != nil {
+			err = fmt.Errorf("read the request body (at most %d bytes): %w", maxRequestBytes, err)
+		} else {
 			p.log.Debug("docker plugin request", "method", full, "body", string(body))
 			err = decodeBody(bytes.NewReader(body), &req)
 		}
@@ -173,12 +175,8 @@ func handle[Req any](p *Plugin, d driver, method string, fn func(Req) (any, erro
 func decodeBody(body io.Reader, v any) error {
 	dec := json.NewDecoder(body)
 	if err := dec.Decode(v); err != nil {
-		var maxErr *http.MaxBytesError
-		switch {
-		case errors.Is(err, io.EOF):
+		if errors.Is(err, io.EOF) {
 			return nil
-		case errors.As(err, &maxErr):
-			return fmt.Errorf("request body is larger than %d bytes", maxErr.Limit)
 		}
 		return fmt.Errorf("request body is not the JSON object the method takes: %w", err)
 	}

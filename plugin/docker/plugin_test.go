@@ -325,6 +325,7 @@ func TestErrors(t *testing.T) {
 		{"NetworkDriver.CreateNetwork", `{"NetworkID": 5}`, 400, "Err", "not the JSON object"},
 		{"NetworkDriver.CreateNetwork", `{} {}`, 400, "Err", "data after"},
 		{"IpamDriver.RequestPool", `[1]`, 400, "Err", "not the JSON object"},
+		{"NetworkDriver.CreateNetwork", `{"NetworkID":"` + strings.Repeat("a", maxRequestBytes) + `"}`, 400, "Err", "at most"},
 		{"NetworkDriver.Frobnicate", `{}`, 404, "Err", "no method"},
 		{"VolumeDriver.Create", `{}`, 404, "Err", "no method"},
 		{"NetworkDriver.CreateNetwork", `{}`, 500, "Err", "NetworkID is empty"},
