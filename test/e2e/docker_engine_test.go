@@ -512,6 +512,16 @@ func TestDockerEngine(t *testing.T) {
 	// data dir).
 	r.args = append(r.args, "--ipalloc-init", "consensus=1", farHostIP)
 	r.start(t)
+	restarted := time.Now()
+	// The other host's records come back with gossip's next full-state
+	// exchange, which may take a push-pull interval (30 s) or two.
+	if err := harness.PollFor(90*time.Second, "far's record back on the restarted router", func(ctx context.Context) error {
+		_, err := api.DNSLookup(ctx, "far")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("far's record came back %v after the restart", time.Since(restarted).Round(time.Second))
 	if got := r.dockerAllocs(ctx, t); strings.Join(got, ",") != strings.Join(held, ",") {
 		t.Errorf("Docker allocations before the router restart %v, after %v", held, got)
 	}
