@@ -73,9 +73,17 @@ func needTool(t *testing.T, name string) {
 // vxlanLinks lists the names of the VXLAN links in the thread's namespace.
 func vxlanLinks(t *testing.T) []string {
 	t.Helper()
-	ls, err := netlink.LinkList()
+	out, err := listVXLAN()
 	if err != nil {
 		t.Fatal(err)
+	}
+	return out
+}
+
+func listVXLAN() ([]string, error) {
+	ls, err := netlink.LinkList()
+	if err != nil {
+		return nil, err
 	}
 	var out []string
 	for _, l := range ls {
@@ -83,7 +91,7 @@ func vxlanLinks(t *testing.T) []string {
 			out = append(out, l.Attrs().Name)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // fdbShow returns `bridge fdb show dev DEV`'s lines with a destination

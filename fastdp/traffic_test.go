@@ -1,0 +1,339 @@
+package fastdp
+
+import (
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+	"weavemesh.dev/weave/internal/netnstest"
+)
+
+// vhost is one simulated host of the traffic tests: a namespace with an
+// underlay veth, the bridge "weave", this package's device on it, and a
+// container namespace on the bridge.
+type vhost struct {
+	ns, nsPath string // the host
+	ctr        string // the container's namespace name
+	underlay   netip.Addr
+	overlay    string // the container's address
+	ctrMAC     MAC
+	dev        *Device
+}
+
+// ipns runs ip -n ns ARGS.
+func ipns(t *testing.T, ns string, args ...string) {
+	t.Helper()
+	run(t, "ip", append([]string{"-n", ns}, args...)...)
+}
+
+// nsExec runs a command inside the named namespace.
+func nsExec(ns string, args ...string) (string, error) {
+	out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+func quiet(t *testing.T, ns string) {
+	t.Helper()
+	// No IPv6 chatter (router solicitations, MLD): the tests count frames.
+	if out, err := nsExec(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"); err != nil {
+		t.Fatalf("disable IPv6 in %s: %v\n%s", ns, err, out)
+	}
+}
+
+// twoHosts builds two hosts joined by a veth underlay (192.168.77.0/24),
+// each with a bridge, a Device made with o (Local set per host) and one
+// container (10.77.0.1 and .2). Cleanup deletes the namespaces, and with
+// them everything in them.
+func twoHosts(t *testing.T, o Options) [2]*vhost {
+	t.Helper()
+	netnstest.NeedRoot(t)
+	needTool(t, "ip")
+	needTool(t, "ping")
+	base := netnstest.Name(nsPrefix)
+	var hs [2]*vhost
+	for i := range hs {
+		n := strconv.Itoa(i + 1)
+		h := &vhost{ns: base + "-h" + n, ctr: base + "-c" + n,
+			underlay: netip.MustParseAddr("192.168.77." + n), overlay: "10.77.0." + n}
+		h.nsPath = netnstest.Add(t, h.ns)
+		netnstest.Add(t, h.ctr)
+		quiet(t, h.ns)
+		quiet(t, h.ctr)
+		hs[i] = h
+	}
+	ipns(t, hs[0].ns, "link", "add", "u1", "type", "veth", "peer", "name", "u2", "netns", hs[1].ns)
+	for i, h := range hs {
+		u := "u" + strconv.Itoa(i+1)
+		ipns(t, h.ns, "addr", "add", h.underlay.String()+"/24", "dev", u)
+		ipns(t, h.ns, "link", "set", u, "up")
+		ipns(t, h.ns, "link", "set", "lo", "up")
+		ipns(t, h.ns, "link", "add", "weave", "mtu", "1376", "type", "bridge")
+		ipns(t, h.ns, "link", "set", "weave", "up")
+		ipns(t, h.ns, "link", "add", "vc", "mtu", "1376", "type", "veth", "peer", "name", "ethwe", "netns", h.ctr)
+		ipns(t, h.ns, "link", "set", "vc", "master", "weave", "up")
+		ipns(t, h.ctr, "addr", "add", h.overlay+"/24", "dev", "ethwe")
+		ipns(t, h.ctr, "link", "set", "ethwe", "mtu", "1376", "up")
+		ipns(t, h.ctr, "link", "set", "lo", "up")
+		h.ctrMAC = linkMAC(t, netnstest.Dir+"/"+h.ctr, "ethwe")
+
+		ho := o
+		ho.Local = h.underlay
+		if err := netnstest.Do(h.nsPath, func() (err error) {
+			h.dev, err = Ensure(ho)
+			return err
+		}); err != nil {
+			t.Fatalf("Ensure in %s: %v", h.ns, err)
+		}
+		t.Cleanup(func() { h.dev.Close() })
+	}
+	return hs
+}
+
+func linkMAC(t *testing.T, nsPath, name string) MAC {
+	t.Helper()
+	var m MAC
+	err := netnstest.Do(nsPath, func() error {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			return err
+		}
+		var ok bool
+		if m, ok = MACFrom(l.Attrs().HardwareAddr); !ok {
+			return fmt.Errorf("%s has no MAC", name)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("MAC of %s: %v", name, err)
+	}
+	return m
+}
+
+// full is what the router would want on h: the other host is a fastdp
+// peer, with its container behind it.
+func full(other *vhost) Desired {
+	return Desired{Flood: []netip.Addr{other.underlay}, Unicast: map[MAC]netip.Addr{other.ctrMAC: other.underlay}}
+}
+
+func eventuallyPing(t *testing.T, ns, dst string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var out string
+	var err error
+	for time.Now().Before(deadline) {
+		if out, err = nsExec(ns, "ping", "-n", "-c1", "-W1", dst); err == nil {
+			return
+		}
+	}
+	t.Fatalf("ping %s from %s: %v\n%s", dst, ns, err, out)
+}
+
+func counters(t *testing.T, d *Device) Counters {
+	t.Helper()
+	c, err := d.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestTrafficBetweenTwoHosts(t *testing.T) {
+	hs := twoHosts(t, testOptions())
+	h1, h2 := hs[0], hs[1]
+
+	// Unicast entries alone do not carry ARP: broadcast needs the flood
+	// (all-zero MAC) entries.
+	for i, h := range hs {
+		if _, err := h.dev.Reconcile(Desired{Unicast: full(hs[1-i]).Unicast}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := nsExec(h1.ctr, "ping", "-n", "-c1", "-W1", h2.overlay); err == nil {
+		t.Fatalf("ping crossed without flood entries (ARP cannot have):\n%s", out)
+	}
+
+	for i, h := range hs {
+		if _, err := h.dev.Reconcile(full(hs[1-i])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := [2]Counters{counters(t, h1.dev), counters(t, h2.dev)}
+	eventuallyPing(t, h1.ctr, h2.overlay)
+	if out, err := nsExec(h2.ctr, "ping", "-n", "-c3", "-i0.2", "-W1", "-s", "1300", h1.overlay); err != nil {
+		t.Fatalf("ping %s from %s: %v\n%s", h1.overlay, h2.ctr, err, out)
+	}
+	for i, h := range hs {
+		after := counters(t, h.dev)
+		if after.TxPackets < before[i].TxPackets+4 || after.RxPackets < before[i].RxPackets+4 {
+			t.Errorf("host %d device counters did not rise with the pings: before %+v after %+v", i+1, before[i], after)
+		}
+	}
+
+	// The container on h2 "moves" away: without its entry, frames for it
+	// from h1 are flooded to the peer, so they still arrive.
+	if _, err := h1.dev.Reconcile(Desired{Flood: []netip.Addr{h2.underlay}}); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyPing(t, h1.ctr, h2.overlay)
+}
+
+// In a mixed mesh the bridge must not forward between the device and the
+// sleeve's TAP. With both ports isolated, a broadcast that came in over
+// VXLAN reaches the container and not the TAP, while the container's own
+// broadcasts still reach both.
+func TestIsolationKeepsTunnelFramesOffTheSleevePort(t *testing.T) {
+	hs := twoHosts(t, testOptions())
+	h1, h2 := hs[0], hs[1]
+	for i, h := range hs {
+		if _, err := h.dev.Reconcile(full(hs[1-i])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A stand-in for the sleeve TAP on h2: an isolated bridge port whose
+	// other end counts what the bridge forwards to it.
+	sleeve := h2.ctr + "s"
+	netnstest.Add(t, sleeve)
+	quiet(t, sleeve)
+	ipns(t, h2.ns, "link", "add", "tapx", "mtu", "1376", "type", "veth", "peer", "name", "tap", "netns", sleeve)
+	ipns(t, h2.ns, "link", "set", "tapx", "master", "weave", "up")
+	run(t, "bridge", "-n", h2.ns, "link", "set", "dev", "tapx", "isolated", "on")
+	ipns(t, sleeve, "link", "set", "tap", "up")
+	tap := packetSocket(t, netnstest.Dir+"/"+sleeve, "tap")
+
+	eventuallyPing(t, h1.ctr, h2.overlay) // ARP broadcast from h1 over VXLAN
+	vxRx := counters(t, h2.dev).RxPackets
+	if out, err := nsExec(h1.ctr, "ping", "-n", "-b", "-c3", "-i0.2", "-W1", "10.77.0.255"); err != nil && !strings.Contains(out, "3 packets transmitted") {
+		t.Fatalf("broadcast ping from %s: %v\n%s", h1.ctr, err, out)
+	}
+	if got := counters(t, h2.dev).RxPackets; got < vxRx+3 {
+		t.Fatalf("h2's device received %d frames, want the 3 broadcasts at least", got-vxRx)
+	}
+	if n := tap.countFrom(t, h1.ctrMAC); n != 0 {
+		t.Errorf("the isolated sleeve port got %d frames of the remote container from the tunnel; want none", n)
+	}
+	// Control: the local container's broadcast reaches the sleeve port.
+	_, _ = nsExec(h2.ctr, "ping", "-n", "-b", "-c1", "-W1", "10.77.0.255")
+	if n := tap.countFrom(t, h2.ctrMAC); n == 0 {
+		t.Error("the sleeve port stand-in received nothing from the local container; the check above proves nothing")
+	}
+}
+
+// packetConn is an AF_PACKET socket on one interface, for counting frames.
+type packetConn struct{ fd int }
+
+// packetSocket opens a packet socket bound to ifname in the namespace at
+// nsPath; cleanup closes it.
+func packetSocket(t *testing.T, nsPath, ifname string) *packetConn {
+	t.Helper()
+	proto := int(htons(unix.ETH_P_ALL))
+	var fd int
+	err := netnstest.Do(nsPath, func() error {
+		l, err := netlink.LinkByName(ifname)
+		if err != nil {
+			return err
+		}
+		if fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto); err != nil {
+			return err
+		}
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: uint16(proto), Ifindex: l.Attrs().Index})
+	})
+	if err != nil {
+		t.Fatalf("packet socket on %s: %v", ifname, err)
+	}
+	tv := unix.NsecToTimeval((300 * time.Millisecond).Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return &packetConn{fd}
+}
+
+// countFrom drains the socket until it is quiet and counts the frames
+// whose source address is src.
+func (p *packetConn) countFrom(t *testing.T, src MAC) int {
+	t.Helper()
+	buf := make([]byte, 2048)
+	n := 0
+	for {
+		m, _, err := unix.Recvfrom(p.fd, buf, 0)
+		if err == unix.EAGAIN || err == unix.EWOULDBLOCK {
+			return n
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("recv: %v", err)
+		}
+		if m >= 14 && MAC(buf[6:12]) == src {
+			n++
+		}
+	}
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// A router that crashed left its device with stale entries; the next start
+// (Ensure, then Reconcile with what it knows now) leaves one device and
+// exactly the wanted table, and traffic flows.
+func TestCrashLeftoverIsCleaned(t *testing.T) {
+	needTool(t, "bridge")
+	for _, tc := range []struct {
+		name string
+		edit func(*Options) // the restarted router's options
+	}{
+		{"same settings", func(*Options) {}},
+		{"other port", func(o *Options) { o.Port = 6790 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hs := twoHosts(t, testOptions())
+			h1, h2 := hs[0], hs[1]
+			stale := Desired{
+				Flood:   []netip.Addr{h2.underlay, netip.MustParseAddr("192.168.77.99")},
+				Unicast: map[MAC]netip.Addr{h2.ctrMAC: netip.MustParseAddr("192.168.77.99"), mac(macC): h2.underlay},
+			}
+			if _, err := h1.dev.Reconcile(stale); err != nil {
+				t.Fatal(err)
+			}
+			idx := h1.dev.Index()
+			h1.dev.Close() // crash: no Remove
+
+			o := testOptions()
+			tc.edit(&o)
+			o.Local = h1.underlay
+			var err error
+			if err = netnstest.Do(h1.nsPath, func() error { h1.dev, err = Ensure(o); return err }); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := h1.dev.Reconcile(full(h2)); err != nil {
+				t.Fatal(err)
+			}
+			var links []string
+			if err := netnstest.Do(h1.nsPath, func() (err error) { links, err = listVXLAN(); return err }); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(links, []string{DefaultName}) {
+				t.Errorf("VXLAN links after restart = %v, want exactly %s", links, DefaultName)
+			}
+			if got, want := fdbShow(t, h1.ns, DefaultName), wantStrings(full(h2)); !slices.Equal(got, want) {
+				t.Errorf("table after restart:\n got %q\nwant %q", got, want)
+			}
+			if adopted := h1.dev.Index() == idx; adopted != (o.Port == 0) {
+				t.Errorf("adopted = %v for %s", adopted, tc.name)
+			}
+			if h2.dev.Port() == h1.dev.Port() {
+				if _, err := h2.dev.Reconcile(full(h1)); err != nil {
+					t.Fatal(err)
+				}
+				eventuallyPing(t, h1.ctr, h2.overlay)
+			}
+		})
+	}
+}
