@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -252,4 +253,56 @@ func TestReconcileKernel(t *testing.T) {
 		t.Errorf("emptying Reconcile = %v, %v", ch, err)
 	}
 	check(Desired{})
+}
+
+func TestEnsureNoIPv6OnThePort(t *testing.T) {
+	enterHost(t)
+	mustEnsure(t, testOptions())
+	v := vxlanByName(t, DefaultName)
+	addrs, err := netlink.AddrList(v, netlink.FAMILY_ALL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(addrs) != 0 {
+		t.Errorf("the bridge port has addresses %v; it should carry none", addrs)
+	}
+	if b, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + DefaultName + "/addr_gen_mode"); err == nil && strings.TrimSpace(string(b)) != "1" {
+		t.Errorf("addr_gen_mode = %q, want 1 (none)", b)
+	}
+}
+
+func TestEnsureFailureLeavesNothing(t *testing.T) {
+	enterHost(t)
+	// The port is taken by an ordinary UDP socket: bringing the device up
+	// fails, and Ensure takes back the device it made.
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{Port: DefaultPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = Ensure(testOptions())
+	if err == nil || !strings.Contains(err.Error(), "port 6786") {
+		t.Fatalf("Ensure with the port taken = %v, want an error naming the port", err)
+	}
+	t.Log(err)
+	if got := vxlanLinks(t); len(got) != 0 {
+		t.Errorf("a failed Ensure left %v", got)
+	}
+}
+
+func TestDeviceGoneUnderneath(t *testing.T) {
+	enterHost(t)
+	d := mustEnsure(t, testOptions())
+	if err := netlink.LinkDel(vxlanByName(t, DefaultName)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Reconcile(Desired{}); err == nil || !strings.Contains(err.Error(), "Ensure again") {
+		t.Errorf("Reconcile on a deleted device = %v", err)
+	}
+	if _, err := d.Counters(); err == nil {
+		t.Error("Counters on a deleted device succeeded")
+	}
+	if err := d.Remove(); err != nil {
+		t.Errorf("Remove of a device already gone = %v", err)
+	}
 }
