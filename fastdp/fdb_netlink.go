@@ -36,6 +36,36 @@ func (d *Device) Entries() ([]Entry, error) {
 	return deviceFDB{d}.List()
 }
 
+// ForgetLearned deletes what the bridge learned (NTF_MASTER entries) about
+// macs on the device's port, so that the bridge floods frames for them
+// again until it learns where they are now. The router calls it for the
+// MACs behind a peer whose pair moves from fastdp to the sleeve: otherwise
+// the bridge keeps sending their frames into the tunnel, where the peer's
+// entries are gone, for up to the bridge's ageing time. Entries the bridge
+// does not have are not an error.
+func (d *Device) ForgetLearned(macs ...MAC) error {
+	if err := d.lock(); err != nil {
+		return err
+	}
+	defer d.mu.Unlock()
+	var errs []error
+	for _, m := range macs {
+		err := d.h.NeighDel(&netlink.Neigh{
+			LinkIndex:    d.index,
+			Family:       unix.AF_BRIDGE,
+			Flags:        netlink.NTF_MASTER,
+			HardwareAddr: m.HardwareAddr(),
+		})
+		if err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("%s: %w", m, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("fastdp: forget learned MACs on %s: %w", d.opt.Name, errors.Join(errs...))
+	}
+	return nil
+}
+
 // deviceFDB is the FDB of a Device; its methods run with d.mu held.
 type deviceFDB struct{ d *Device }
 

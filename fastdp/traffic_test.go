@@ -337,3 +337,77 @@ func TestCrashLeftoverIsCleaned(t *testing.T) {
 		})
 	}
 }
+
+// probeEtherType is IEEE 802 local experimental EtherType 1, what a router
+// could use for its probe frames.
+const probeEtherType = 0x88b5
+
+// The path the router's probes can take: a frame written to the device
+// from a packet socket, addressed to the peer's Device.MAC (with an entry
+// for that MAC), crosses the tunnel, is seen by a packet socket on the
+// peer's device, and reaches no container (the bridge delivers a frame for
+// a port's own address to itself).
+func TestProbeFramesToThePeerDevice(t *testing.T) {
+	hs := twoHosts(t, testOptions())
+	h1, h2 := hs[0], hs[1]
+	for i, h := range hs {
+		other := hs[1-i]
+		want := full(other)
+		want.Unicast[other.dev.MAC()] = other.underlay
+		if _, err := h.dev.Reconcile(want); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send := packetSocket(t, h1.nsPath, DefaultName)
+	recv := packetSocket(t, h2.nsPath, DefaultName)
+	ctr := packetSocket(t, netnstest.Dir+"/"+h2.ctr, "ethwe")
+
+	frame := make([]byte, 14+64)
+	dst, src := h2.dev.MAC(), h1.dev.MAC()
+	copy(frame[0:6], dst[:])
+	copy(frame[6:12], src[:])
+	frame[12], frame[13] = probeEtherType>>8, probeEtherType&0xff
+	copy(frame[14:], "weave fastdp probe")
+	for range 3 {
+		if err := unix.Send(send.fd, frame, 0); err != nil {
+			t.Fatalf("send probe: %v", err)
+		}
+	}
+	if n := recv.countFrom(t, h1.dev.MAC()); n != 3 {
+		t.Errorf("the peer's device saw %d probes, want 3", n)
+	}
+	if n := ctr.countFrom(t, h1.dev.MAC()); n != 0 {
+		t.Errorf("a container saw %d probe frames, want none", n)
+	}
+}
+
+// After a pair leaves fastdp, ForgetLearned makes the bridge forget where
+// the peer's MACs were, so it floods (to the sleeve) instead of sending
+// into the tunnel.
+func TestForgetLearned(t *testing.T) {
+	needTool(t, "bridge")
+	hs := twoHosts(t, testOptions())
+	h1, h2 := hs[0], hs[1]
+	for i, h := range hs {
+		if _, err := h.dev.Reconcile(full(hs[1-i])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventuallyPing(t, h1.ctr, h2.overlay)
+	learned := h2.ctrMAC.String() + " master weave"
+	show := func() string { return run(t, "bridge", "-n", h1.ns, "fdb", "show", "dev", DefaultName) }
+	if out := show(); !strings.Contains(out, learned) {
+		t.Fatalf("the bridge did not learn %s behind the tunnel:\n%s", h2.ctrMAC, out)
+	}
+	if err := h1.dev.ForgetLearned(h2.ctrMAC, mac(macC)); err != nil {
+		t.Fatal(err)
+	}
+	out := show()
+	if strings.Contains(out, learned) {
+		t.Errorf("still learned after ForgetLearned:\n%s", out)
+	}
+	if !strings.Contains(out, h2.ctrMAC.String()+" dst "+h2.underlay.String()+" self permanent") ||
+		!strings.Contains(out, h1.dev.MAC().String()+" master weave permanent") {
+		t.Errorf("ForgetLearned removed more than the learned entry:\n%s", out)
+	}
+}
