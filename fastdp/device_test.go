@@ -306,3 +306,38 @@ func TestDeviceGoneUnderneath(t *testing.T) {
 		t.Errorf("Remove of a device already gone = %v", err)
 	}
 }
+
+// Reconciles from several goroutines serialise on the Device: the table
+// ends as the last one wanted, with nothing left of the others.
+func TestConcurrentReconcile(t *testing.T) {
+	enterHost(t)
+	d := mustEnsure(t, testOptions())
+	wants := []Desired{
+		{Flood: flood("10.0.0.2"), Unicast: uni(macA, "10.0.0.2")},
+		{Flood: flood("10.0.0.3", "10.0.0.4"), Unicast: uni(macA, "10.0.0.3", macB, "10.0.0.4")},
+		{Unicast: uni(macC, "10.0.0.5")},
+	}
+	errc := make(chan error, 30)
+	for i := range 30 {
+		go func() {
+			_, err := d.Reconcile(wants[i%len(wants)])
+			errc <- err
+		}()
+	}
+	for range 30 {
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}
+	final := wants[1]
+	if _, err := d.Reconcile(final); err != nil {
+		t.Fatal(err)
+	}
+	es, err := d.Entries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := entryStrings(es), wantStrings(final); !slices.Equal(got, want) {
+		t.Errorf("table %q, want %q", got, want)
+	}
+}
