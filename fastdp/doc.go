@@ -66,6 +66,18 @@
 // workaround for kernels whose VXLAN transmit path sends wrong inner
 // checksums; GRO and GSO stay as the kernel sets them.
 //
+// # Use by the router
+//
+// At start: Probe (for status), then Ensure with the bridge's name, the mesh
+// name, --fastdp-port and the overlay MTU, and isolate the sleeve TAP's
+// bridge port. Whenever membership, a pair's datapath, a peer's underlay
+// address or the MAC table changes, and on a timer: Reconcile with the
+// fastdp peers' addresses (Desired.Flood) and the MACs behind them
+// (Desired.Unicast, including peers' Device.MAC for probe frames). When a
+// pair leaves fastdp: ForgetLearned with the MACs behind that peer. For
+// status and probes: Counters, Entries. On stop: Remove; without a running
+// router (weave reset): RemoveLeftover.
+//
 // # Capabilities
 //
 // Probe tries, in a throwaway namespace, whether a VXLAN device can be made
