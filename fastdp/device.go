@@ -218,7 +218,12 @@ func (d *Device) configure(link, br netlink.Link, created bool) error {
 		return fmt.Errorf("fastdp: %s: set bridge port isolation %v: %w", name, !d.opt.NoPortIsolation, err)
 	}
 	if err := setFeature(d.ioctl, name, featTxChecksumIPGeneric, !d.opt.TxChecksumOff); err != nil {
-		return fmt.Errorf("fastdp: %s: set %s %s: %w", name, featTxChecksumIPGeneric, onOff(!d.opt.TxChecksumOff), err)
+		if d.opt.TxChecksumOff {
+			return fmt.Errorf("fastdp: %s: turn %s off (Options.TxChecksumOff): %w", name, featTxChecksumIPGeneric, err)
+		}
+		// Putting the kernel's default back on an adopted device is best
+		// effort: a kernel that cannot have it on does without.
+		d.log.Warn("fastdp: could not turn "+featTxChecksumIPGeneric+" back on", "iface", name, "err", err)
 	}
 	if err := d.h.LinkSetUp(link); err != nil {
 		return fmt.Errorf("fastdp: %s: bring up (is UDP port %d free?): %w", name, d.opt.Port, err)
