@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -339,5 +340,19 @@ func TestConcurrentReconcile(t *testing.T) {
 	}
 	if got, want := entryStrings(es), wantStrings(final); !slices.Equal(got, want) {
 		t.Errorf("table %q, want %q", got, want)
+	}
+}
+
+func TestEnsureVNIAndPortTaken(t *testing.T) {
+	enterHost(t)
+	needTool(t, "ip")
+	// Another device already serves this mesh's VNI on the same port.
+	run(t, "ip", "link", "add", "other-vx", "type", "vxlan", "id", strconv.Itoa(int(VNIFor("test-mesh"))), "dstport", strconv.Itoa(DefaultPort))
+	_, err := Ensure(testOptions())
+	if err == nil || !strings.Contains(err.Error(), "another VXLAN device may already use VNI") {
+		t.Fatalf("Ensure = %v, want the VNI clash explained", err)
+	}
+	if got := vxlanLinks(t); !slices.Equal(got, []string{"other-vx"}) {
+		t.Errorf("VXLAN links = %v, want only other-vx", got)
 	}
 }
