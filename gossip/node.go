@@ -16,10 +16,12 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-sockaddr"
 	"github.com/hashicorp/memberlist"
 
 	"weavemesh.dev/weave/peer"
@@ -114,6 +116,14 @@ func New(cfg Config) (*Node, error) {
 	n.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes:       func() int { return max(1, int(n.alive.Load())) },
 		RetransmitMult: mc.RetransmitMult,
+	}
+	if cfg.AdvertiseAddr == "" && net.ParseIP(cfg.BindAddr).IsUnspecified() {
+		// memberlist advertises a private address unless told one, and
+		// fails without one only after it opened its sockets; on a host
+		// with public addresses only, say at once which flag to give.
+		if ip, err := sockaddr.GetPrivateIP(); err == nil && ip == "" {
+			return nil, fmt.Errorf("gossip: this host has no private IPv4 address to advertise to other peers: give the address they should reach it at with --advertise-addr%s", advertiseHint())
+		}
 	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
@@ -346,6 +356,25 @@ func (n *Node) normalize(peers []string) ([]string, error) {
 		out = append(out, a)
 	}
 	return out, nil
+}
+
+// advertiseHint lists this host's global IPv4 addresses, as candidates for
+// --advertise-addr.
+func advertiseHint() string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return ""
+	}
+	var ips []string
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() && p.Addr().IsGlobalUnicast() {
+			ips = append(ips, p.Addr().String())
+		}
+	}
+	if len(ips) == 0 {
+		return ""
+	}
+	return " (this host has " + strings.Join(ips, ", ") + ")"
 }
 
 // loop runs a rejoin round every RejoinInterval until ctx ends.
