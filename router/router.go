@@ -140,7 +140,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	r.sleeve, err = sleeve.New(sleeve.Options{
-		Self: r.name, Device: dev, Conn: udp, MACs: r.macs, Routes: r.routes,
+		Self: r.name, Device: dev, Conn: udp, Mesh: meshView{r.macs, r.routes},
 		OverlayMTU: cfg.MTU, OnLinkChange: r.poke, Secure: sec, Logger: r.log,
 	})
 	if err != nil {

@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"weavemesh.dev/weave/mesh/macs"
-	"weavemesh.dev/weave/mesh/routes"
 	"weavemesh.dev/weave/peer"
 	"weavemesh.dev/weave/sleeve/conn"
 	"weavemesh.dev/weave/sleeve/secure"
@@ -42,12 +40,11 @@ type PacketConn interface {
 
 // Options configures an Engine.
 type Options struct {
-	Self       peer.Name     // required
-	Device     Device        // required; the engine closes it
-	Conn       PacketConn    // required; the engine closes it
-	MACs       *macs.Table   // required
-	Routes     *routes.Table // required
-	OverlayMTU int           // required: MTU of the bridge and the endpoints
+	Self       peer.Name  // required
+	Device     Device     // required; the engine closes it
+	Conn       PacketConn // required; the engine closes it
+	Mesh       Mesh       // required: MAC table and routes
+	OverlayMTU int        // required: MTU of the bridge and the endpoints
 
 	// HeartbeatInterval is how often each link is checked (default 1s);
 	// a link is down after LinkTimeout without an answer (default 4
@@ -74,10 +71,8 @@ func (o *Options) validate() error {
 		return errors.New("sleeve: Options.Device is required")
 	case o.Conn == nil:
 		return errors.New("sleeve: Options.Conn is required")
-	case o.MACs == nil:
-		return errors.New("sleeve: Options.MACs is required")
-	case o.Routes == nil:
-		return errors.New("sleeve: Options.Routes is required")
+	case o.Mesh == nil:
+		return errors.New("sleeve: Options.Mesh is required")
 	case o.OverlayMTU < 576 || o.OverlayMTU > 65000:
 		return fmt.Errorf("sleeve: Options.OverlayMTU %d out of range 576-65000", o.OverlayMTU)
 	}

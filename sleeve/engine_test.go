@@ -61,7 +61,7 @@ func newTestMeshPSK(t *testing.T, gro bool, psks []byte) *testMesh {
 			}
 		}
 		e, err := New(Options{
-			Self: nd.name, Device: nd.dev, Conn: m.net.conn(nd.addr), MACs: nd.macs, Routes: nd.routes,
+			Self: nd.name, Device: nd.dev, Conn: m.net.conn(nd.addr), Mesh: tables{nd.macs, nd.routes},
 			OverlayMTU: 1376, HeartbeatInterval: 50 * time.Millisecond, LinkTimeout: 250 * time.Millisecond,
 			PathMTU: func(netip.Addr) int { return 1472 }, Secure: sec, Logger: log,
 		})

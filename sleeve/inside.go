@@ -3,7 +3,6 @@ package sleeve
 import (
 	"time"
 
-	"weavemesh.dev/weave/mesh/macs"
 	"weavemesh.dev/weave/peer"
 	"weavemesh.dev/weave/sleeve/offload"
 	"weavemesh.dev/weave/sleeve/toobig"
@@ -51,7 +50,7 @@ func (e *Engine) insideLoop() {
 			return
 		}
 		now := time.Now().Unix()
-		r := e.o.Routes.Get()
+		r := e.o.Mesh.Routes()
 		for i := 0; i < n; i++ {
 			in.frame(in.bufs[i][:in.sizes[i]], now, r)
 		}
@@ -59,28 +58,23 @@ func (e *Engine) insideLoop() {
 	}
 }
 
-type router interface {
-	NextHop(peer.Name) (peer.Name, bool)
-	FloodChildren(peer.Name) []peer.Name
-}
-
 // frame decides where one frame from the bridge goes.
-func (in *inside) frame(data []byte, now int64, r router) {
+func (in *inside) frame(data []byte, now int64, r Routes) {
 	e := in.e
 	if len(data) < wire.VnetHdrLen+ethHeaderLen {
 		e.drop(DropRunt, nil)
 		return
 	}
 	eth := data[wire.VnetHdrLen:]
-	dst, src := macs.AddrFrom(eth[0:6]), macs.AddrFrom(eth[6:12])
-	e.o.MACs.Learn(src, e.self, now)
+	dst, src := MACFrom(eth[0:6]), MACFrom(eth[6:12])
+	e.o.Mesh.Learn(src, e.self, now)
 	e.stats.txFrames.Add(1)
 	e.stats.txBytes.Add(uint64(len(eth)))
 	if dst.Multicast() {
 		in.flood(data, r, e.self)
 		return
 	}
-	owner, ok := e.o.MACs.Lookup(dst, now)
+	owner, ok := e.o.Mesh.Lookup(dst, now)
 	if !ok {
 		in.flood(data, r, e.self) // unknown unicast, as a switch does
 		return
@@ -97,7 +91,7 @@ func (in *inside) frame(data []byte, now int64, r router) {
 	in.send(p, owner, 0, data)
 }
 
-func (in *inside) flood(data []byte, r router, src peer.Name) {
+func (in *inside) flood(data []byte, r Routes, src peer.Name) {
 	peers := *in.e.peers.Load()
 	for _, c := range r.FloodChildren(src) {
 		if p := peers[c]; p != nil {

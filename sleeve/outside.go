@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"time"
 
-	"weavemesh.dev/weave/mesh/macs"
 	"weavemesh.dev/weave/peer"
 	"weavemesh.dev/weave/sleeve/conn"
 	"weavemesh.dev/weave/sleeve/offload"
@@ -141,7 +140,7 @@ func (out *outside) datagram(b []byte, size int, hop peer.Name) {
 		out.handshake(src, &h, b)
 		return
 	}
-	r := e.o.Routes.Get()
+	r := e.o.Mesh.Routes()
 	switch {
 	case h.Flags&wire.FlagFlood != 0:
 		out.frames(h.Src, body)
@@ -192,7 +191,7 @@ func (out *outside) deliver(src peer.Name, data []byte) {
 		return
 	}
 	eth := data[wire.VnetHdrLen:]
-	e.o.MACs.Learn(macs.AddrFrom(eth[6:12]), src, out.now/int64(time.Second))
+	e.o.Mesh.Learn(MACFrom(eth[6:12]), src, out.now/int64(time.Second))
 	e.stats.rxFrames.Add(1)
 	e.stats.rxBytes.Add(uint64(len(eth)))
 	if p := e.peer(src); p != nil {
