@@ -98,7 +98,8 @@ type PeerInfo struct {
 }
 
 // Engine runs the sleeve datapath. Create with New, then Start; Close stops
-// it and waits for its goroutines.
+// it and waits for its goroutines. A pipeline that stops on an error closes
+// Done and sets Err; Restart runs it again (run.go).
 type Engine struct {
 	o    Options
 	self peer.Name
@@ -114,6 +115,8 @@ type Engine struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	close  sync.Once
+
+	run runState
 }
 
 type counters struct {
@@ -133,31 +136,8 @@ func New(o Options) (*Engine, error) {
 	e := &Engine{o: o, self: o.Self, log: o.Logger.With("component", "sleeve")}
 	empty := map[peer.Name]*peerState{}
 	e.peers.Store(&empty)
+	e.run.done = make(chan struct{})
 	return e, nil
-}
-
-// Start runs the send, receive and health goroutines.
-func (e *Engine) Start() {
-	ctx, cancel := context.WithCancel(context.Background())
-	e.cancel = cancel
-	e.wg.Add(3)
-	go func() { defer e.wg.Done(); e.insideLoop() }()
-	go func() { defer e.wg.Done(); e.outsideLoop() }()
-	go func() { defer e.wg.Done(); e.healthLoop(ctx) }()
-}
-
-// Close stops the engine: it closes the device and the socket, which ends
-// the pipelines, and waits for every goroutine. Idempotent.
-func (e *Engine) Close() error {
-	var err error
-	e.close.Do(func() {
-		if e.cancel != nil {
-			e.cancel()
-		}
-		err = errors.Join(e.o.Conn.Close(), e.o.Device.Close())
-		e.wg.Wait()
-	})
-	return err
 }
 
 // SetPeers replaces the set of peers the engine talks to. Link state of

@@ -33,6 +33,7 @@ type testNode struct {
 	name   peer.Name
 	addr   netip.AddrPort
 	dev    *sleevetest.Device
+	conn   *sleevetest.Conn
 	e      *Engine
 	routes *routes.Table
 	macs   *macs.Table
@@ -52,6 +53,7 @@ func newTestMeshPSK(t *testing.T, gro bool, psks []byte) *testMesh {
 	var infos []PeerInfo
 	for i := 1; i <= n; i++ {
 		nd := &testNode{name: peer.Name(i), addr: netip.MustParseAddrPort(fmt.Sprintf("192.0.2.%d:6784", i)), dev: sleevetest.NewDevice()}
+		nd.conn = m.net.Conn(nd.addr)
 		nd.routes = routes.NewTable(nd.name)
 		nd.macs = macs.New(0, nil)
 		var sec *secure.Manager
@@ -62,7 +64,7 @@ func newTestMeshPSK(t *testing.T, gro bool, psks []byte) *testMesh {
 			}
 		}
 		e, err := New(Options{
-			Self: nd.name, Device: nd.dev, Conn: m.net.Conn(nd.addr), Mesh: tables{nd.macs, nd.routes},
+			Self: nd.name, Device: nd.dev, Conn: nd.conn, Mesh: tables{nd.macs, nd.routes},
 			OverlayMTU: 1376, HeartbeatInterval: 50 * time.Millisecond, LinkTimeout: 250 * time.Millisecond,
 			PathMTU: func(netip.Addr) int { return 1472 }, Secure: sec, Logger: log,
 		})

@@ -1,6 +1,7 @@
 package sleeve
 
 import (
+	"fmt"
 	"time"
 
 	"weavemesh.dev/weave/peer"
@@ -27,9 +28,9 @@ type inside struct {
 	frag  offload.Fragmenter
 }
 
-// insideLoop reads frames from the TAP and sends them to peers until the
-// device is closed.
-func (e *Engine) insideLoop() {
+// insideLoop reads frames from the TAP and sends them to peers until a read
+// fails, and returns its error; Close makes it fail with net.ErrClosed.
+func (e *Engine) insideLoop() error {
 	in := &inside{
 		e:     e,
 		bufs:  make([][]byte, insideBatch),
@@ -43,11 +44,7 @@ func (e *Engine) insideLoop() {
 	for {
 		n, err := e.o.Device.Read(in.bufs, in.sizes, 0)
 		if err != nil {
-			if isClosed(err) {
-				return
-			}
-			e.log.Error("reading from TAP failed; stopping the send pipeline", "err", err)
-			return
+			return fmt.Errorf("send pipeline: reading from the TAP: %w", err)
 		}
 		now := time.Now().Unix()
 		r := e.o.Mesh.Routes()

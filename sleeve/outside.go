@@ -2,6 +2,7 @@ package sleeve
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -29,7 +30,9 @@ type outside struct {
 	now   int64  // unix nanos of the current batch
 }
 
-func (e *Engine) outsideLoop() {
+// outsideLoop receives datagrams from the underlay and handles them until a
+// read fails, and returns its error; Close makes it fail with net.ErrClosed.
+func (e *Engine) outsideLoop() error {
 	out := &outside{
 		e:     e,
 		pkts:  make([]conn.Packet, outsideBatch),
@@ -43,11 +46,7 @@ func (e *Engine) outsideLoop() {
 	for {
 		n, err := e.o.Conn.ReadBatch(out.pkts)
 		if err != nil {
-			if isClosed(err) {
-				return
-			}
-			e.log.Error("reading from the underlay socket failed; stopping the receive pipeline", "err", err)
-			return
+			return fmt.Errorf("receive pipeline: reading from the underlay socket: %w", err)
 		}
 		out.now = time.Now().UnixNano()
 		for i := 0; i < n; i++ {
