@@ -21,7 +21,7 @@ const (
 	numPipes
 )
 
-// runState is the pipelines' life. Engine.run.mu guards all its fields.
+// runState is the pipelines' life; mu guards the fields that follow it.
 type runState struct {
 	mu      sync.Mutex
 	started bool
