@@ -66,7 +66,9 @@ func supervised(t *testing.T) (*sleeve.Engine, *sleevetest.Device, *supervisor, 
 	t.Cleanup(func() { eng.Close() })
 	logs := &logBuffer{}
 	s := newSupervisor(datapathSleeve, eng, slog.New(slog.NewTextHandler(logs, nil)))
-	s.min, s.max, s.settle = 5*time.Millisecond, 20*time.Millisecond, 150*time.Millisecond
+	// settle is long next to the backoff: a retry that fails at once must
+	// never pass for a recovery, however loaded the machine.
+	s.min, s.max, s.settle = 5*time.Millisecond, 20*time.Millisecond, time.Second
 	s.start()
 	t.Cleanup(s.close)
 	return eng, dev, s, logs
