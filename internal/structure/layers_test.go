@@ -45,3 +45,20 @@ func TestSleeveImportsNoRouterOrFeature(t *testing.T) {
 		}
 	}
 }
+
+// The kernel datapath is self-contained: it knows peers only by their
+// underlay addresses, and the router wires it to the mesh. It may lean on
+// the foundation and the mesh layer, nothing beside or above it.
+func TestFastdpImportsOnlyFoundationAndMesh(t *testing.T) {
+	for dep, users := range deps(t, module+"fastdp/...") {
+		if strings.HasPrefix(dep, module+"fastdp") {
+			continue
+		}
+		switch {
+		case dep == module+"peer", dep == module+"meshkey",
+			strings.HasPrefix(dep, module+"internal/"), strings.HasPrefix(dep, module+"mesh/"):
+		default:
+			t.Errorf("%s imports %s: fastdp may import only peer, meshkey, internal/... and mesh/...", strings.Join(users, ", "), dep)
+		}
+	}
+}
