@@ -66,6 +66,7 @@ func (r *Router) Status(ctx context.Context) (api.Status, error) {
 		}
 	}
 	st.Drops = r.sleeve.Drops()
+	st.DatapathFailures = r.dp.counts()
 	return st, nil
 }
 
@@ -157,6 +158,7 @@ func (r *Router) Connections(ctx context.Context) ([]api.Connection, error) {
 		}
 		out = append(out, c)
 	}
+	r.dp.markFailed(out)
 	slices.SortFunc(out, func(a, b api.Connection) int { return strings.Compare(a.Peer, b.Peer) })
 	return out, nil
 }

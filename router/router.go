@@ -61,6 +61,7 @@ type Router struct {
 	macs   *macs.Table
 	routes *routes.Table
 	sleeve *sleeve.Engine
+	dp     *supervisor // restarts the sleeve's failed pipelines
 	bridge *netdev.Bridge
 	eps    *endpointStore
 	api    *api.Server
@@ -140,7 +141,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	r.sleeve, err = sleeve.New(sleeve.Options{
-		Self: r.name, Device: dev, Conn: udp, MACs: r.macs, Routes: r.routes,
+		Self: r.name, Device: dev, Conn: udp, Mesh: meshView{r.macs, r.routes},
 		OverlayMTU: cfg.MTU, OnLinkChange: r.poke, Secure: sec, Logger: r.log,
 	})
 	if err != nil {
@@ -150,6 +151,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	r.sleeve.Start()
 	cleanup = append(cleanup, func() { r.sleeve.Close() })
+	r.dp = newSupervisor(datapathSleeve, r.sleeve, r.log)
+	r.dp.start()
+	cleanup = append(cleanup, r.dp.close)
 
 	r.gossip, err = gossip.New(gossip.Config{
 		Name: r.name, Nickname: cfg.Nickname, Port: cfg.Port,

@@ -15,14 +15,15 @@ import (
 	"weavemesh.dev/weave/mesh/routes"
 	"weavemesh.dev/weave/peer"
 	"weavemesh.dev/weave/sleeve/secure"
+	"weavemesh.dev/weave/sleeve/sleevetest"
 	"weavemesh.dev/weave/sleeve/wire"
 )
 
-// testMesh runs engines over a fakeNet and plays the router's part: it
+// testMesh runs engines over a sleevetest.Net and plays the router's part: it
 // recomputes every peer's routes from the engines' link state.
 type testMesh struct {
 	t     *testing.T
-	net   *fakeNet
+	net   *sleevetest.Net
 	nodes []*testNode
 	stop  chan struct{}
 	wg    sync.WaitGroup
@@ -31,7 +32,8 @@ type testMesh struct {
 type testNode struct {
 	name   peer.Name
 	addr   netip.AddrPort
-	dev    *fakeDev
+	dev    *sleevetest.Device
+	conn   *sleevetest.Conn
 	e      *Engine
 	routes *routes.Table
 	macs   *macs.Table
@@ -45,12 +47,13 @@ func newTestMesh(t *testing.T, n int, gro bool) *testMesh {
 // seal their traffic with it.
 func newTestMeshPSK(t *testing.T, gro bool, psks []byte) *testMesh {
 	n := len(psks)
-	m := &testMesh{t: t, net: newFakeNet(), stop: make(chan struct{})}
-	m.net.gro = gro
+	m := &testMesh{t: t, net: sleevetest.NewNet(), stop: make(chan struct{})}
+	m.net.SetGRO(gro)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	var infos []PeerInfo
 	for i := 1; i <= n; i++ {
-		nd := &testNode{name: peer.Name(i), addr: netip.MustParseAddrPort(fmt.Sprintf("192.0.2.%d:6784", i)), dev: newFakeDev()}
+		nd := &testNode{name: peer.Name(i), addr: netip.MustParseAddrPort(fmt.Sprintf("192.0.2.%d:6784", i)), dev: sleevetest.NewDevice()}
+		nd.conn = m.net.Conn(nd.addr)
 		nd.routes = routes.NewTable(nd.name)
 		nd.macs = macs.New(0, nil)
 		var sec *secure.Manager
@@ -61,7 +64,7 @@ func newTestMeshPSK(t *testing.T, gro bool, psks []byte) *testMesh {
 			}
 		}
 		e, err := New(Options{
-			Self: nd.name, Device: nd.dev, Conn: m.net.conn(nd.addr), MACs: nd.macs, Routes: nd.routes,
+			Self: nd.name, Device: nd.dev, Conn: nd.conn, Mesh: tables{nd.macs, nd.routes},
 			OverlayMTU: 1376, HeartbeatInterval: 50 * time.Millisecond, LinkTimeout: 250 * time.Millisecond,
 			PathMTU: func(netip.Addr) int { return 1472 }, Secure: sec, Logger: log,
 		})
@@ -167,7 +170,7 @@ func TestFloodAndUnicast(t *testing.T) {
 	m.waitFor("links up", m.allUp)
 	a, b, c := m.nodes[0], m.nodes[1], m.nodes[2]
 
-	a.dev.in <- ethFrame(bcast, mac(1), 0x0806, []byte("who-has"))
+	a.dev.In <- ethFrame(bcast, mac(1), 0x0806, []byte("who-has"))
 	for _, nd := range []*testNode{b, c} {
 		f := expectFrame(t, nd.dev, "broadcast", hasPayload([]byte("who-has")))
 		if !bytes.Equal(f, ethFrame(bcast, mac(1), 0x0806, []byte("who-has"))) {
@@ -178,7 +181,7 @@ func TestFloodAndUnicast(t *testing.T) {
 	noFrame(t, b.dev, "duplicate broadcast", 100*time.Millisecond, hasPayload([]byte("who-has")))
 
 	// B answers A: A's MAC was learned, so only A gets it.
-	b.dev.in <- ethFrame(mac(1), mac(2), 0x0806, []byte("is-at"))
+	b.dev.In <- ethFrame(mac(1), mac(2), 0x0806, []byte("is-at"))
 	expectFrame(t, a.dev, "unicast reply", hasPayload([]byte("is-at")))
 	noFrame(t, c.dev, "unicast leaked to a third peer", 200*time.Millisecond, hasPayload([]byte("is-at")))
 	if owner, ok := a.macs.Lookup(macs.AddrFrom(mac(2)), time.Now().Unix()); !ok || owner != b.name {
@@ -223,7 +226,7 @@ func tcpSuperFrame(dst, src []byte, payload []byte, mss int) []byte {
 
 // tcpPayloads collects frames from d until their TCP payloads, put in
 // sequence order, add up to n bytes, and returns the payload and the frames.
-func tcpPayloads(t *testing.T, d *fakeDev, n int) ([]byte, [][]byte) {
+func tcpPayloads(t *testing.T, d *sleevetest.Device, n int) ([]byte, [][]byte) {
 	t.Helper()
 	bySeq := map[uint32][]byte{}
 	var frames [][]byte
@@ -258,7 +261,7 @@ func TestSuperFrame(t *testing.T) {
 			m := newTestMesh(t, 2, gro)
 			m.waitFor("links up", m.allUp)
 			a, b := m.nodes[0], m.nodes[1]
-			b.dev.in <- ethFrame(mac(1), mac(2), 0x0800, []byte("hello"))
+			b.dev.In <- ethFrame(mac(1), mac(2), 0x0800, []byte("hello"))
 			expectFrame(t, a.dev, "learning frame", hasPayload([]byte("hello")))
 
 			payload := make([]byte, 60000)
@@ -266,8 +269,8 @@ func TestSuperFrame(t *testing.T) {
 				payload[i] = byte(i * 7)
 			}
 			f := tcpSuperFrame(mac(2), mac(1), payload, 1324)
-			wireB := m.net.conns[b.addr].capture()
-			a.dev.in <- f
+			wireB := m.net.Capture(b.addr)
+			a.dev.In <- f
 			got, frames := tcpPayloads(t, b.dev, len(payload))
 			if !bytes.Equal(got, payload) {
 				t.Fatal("payload differs")
@@ -303,36 +306,36 @@ func TestRelayWhenCut(t *testing.T) {
 	a, b, c := m.nodes[0], m.nodes[1], m.nodes[2]
 	// Learn MACs everywhere.
 	for i, nd := range m.nodes {
-		nd.dev.in <- ethFrame(bcast, mac(byte(i+1)), 0x0806, []byte{byte(i)})
+		nd.dev.In <- ethFrame(bcast, mac(byte(i+1)), 0x0806, []byte{byte(i)})
 	}
 	for _, nd := range m.nodes {
 		for i := 0; i < 2; i++ {
 			expectFrame(t, nd.dev, "learning broadcast", func([]byte) bool { return true })
 		}
 	}
-	m.net.setCut(b.addr, c.addr, true)
+	m.net.SetCut(b.addr, c.addr, true)
 	m.waitFor("B-C down", func() bool { return m.linkState(1, 2) == LinkDown && m.linkState(2, 1) == LinkDown })
 	m.waitFor("A-B, A-C still up", func() bool {
 		return m.linkState(0, 1) == LinkUp && m.linkState(0, 2) == LinkUp
 	})
 	time.Sleep(30 * time.Millisecond) // let the route computation run
-	b.dev.in <- ethFrame(mac(3), mac(2), 0x0800, []byte("via-a"))
+	b.dev.In <- ethFrame(mac(3), mac(2), 0x0800, []byte("via-a"))
 	expectFrame(t, c.dev, "relayed frame", hasPayload([]byte("via-a")))
 	if a.e.Stats().Relayed == 0 {
 		t.Fatal("A relayed nothing")
 	}
 	// Broadcast from B still reaches C exactly once (tree through A).
-	b.dev.in <- ethFrame(bcast, mac(2), 0x0806, []byte("bcast-cut"))
+	b.dev.In <- ethFrame(bcast, mac(2), 0x0806, []byte("bcast-cut"))
 	expectFrame(t, c.dev, "broadcast through relay", hasPayload([]byte("bcast-cut")))
 	noFrame(t, c.dev, "duplicate broadcast", 150*time.Millisecond, hasPayload([]byte("bcast-cut")))
 
-	m.net.setCut(b.addr, c.addr, false)
+	m.net.SetCut(b.addr, c.addr, false)
 	// Both ends must see the link up: a route avoids a link either end
 	// still lists as down.
 	m.waitFor("B-C back up", func() bool { return m.linkState(1, 2) == LinkUp && m.linkState(2, 1) == LinkUp })
 	time.Sleep(30 * time.Millisecond)
 	before := a.e.Stats().Relayed
-	b.dev.in <- ethFrame(mac(3), mac(2), 0x0800, []byte("direct"))
+	b.dev.In <- ethFrame(mac(3), mac(2), 0x0800, []byte("direct"))
 	expectFrame(t, c.dev, "direct frame", hasPayload([]byte("direct")))
 	if after := a.e.Stats().Relayed; after != before {
 		t.Fatalf("still relaying after heal: %d -> %d", before, after)
@@ -341,14 +344,14 @@ func TestRelayWhenCut(t *testing.T) {
 
 func TestPathMTUDiscovery(t *testing.T) {
 	m := newTestMesh(t, 2, false)
-	m.net.setMTU(m.nodes[0].addr, m.nodes[1].addr, 1200)
+	m.net.SetMTU(m.nodes[0].addr, m.nodes[1].addr, 1200)
 	m.waitFor("links up", m.allUp)
 	m.waitFor("path MTU found", func() bool {
 		l := m.nodes[0].e.Links()[0]
 		return l.PMTU <= 1200 && l.PMTU > 1200-pmtuSlack-1
 	})
 	a, b := m.nodes[0], m.nodes[1]
-	b.dev.in <- ethFrame(mac(1), mac(2), 0x0800, []byte("learn"))
+	b.dev.In <- ethFrame(mac(1), mac(2), 0x0800, []byte("learn"))
 	expectFrame(t, a.dev, "learning frame", hasPayload([]byte("learn")))
 	// An IPv4 packet without DF, too big for the path, is cut into IP
 	// fragments.
@@ -359,7 +362,7 @@ func TestPathMTUDiscovery(t *testing.T) {
 	copy(ip[12:], []byte{10, 32, 0, 1, 10, 32, 0, 2})
 	copy(ip[1290:], "no-df-big!")
 	ipChecksum(ip)
-	a.dev.in <- ethFrame(mac(2), mac(1), 0x0800, ip)
+	a.dev.In <- ethFrame(mac(2), mac(1), 0x0800, ip)
 	last := expectFrame(t, b.dev, "last fragment", hasPayload([]byte("no-df-big!")))
 	if ff := binary.BigEndian.Uint16(last[wire.VnetHdrLen+14+6:]); ff&0x2000 != 0 || ff&0x1fff == 0 {
 		t.Fatalf("last fragment has flags/offset %#04x", ff)
@@ -369,7 +372,7 @@ func TestPathMTUDiscovery(t *testing.T) {
 	ip[6] = 0x40
 	copy(ip[1290:], "df-too-big")
 	ipChecksum(ip)
-	a.dev.in <- ethFrame(mac(2), mac(1), 0x0800, ip)
+	a.dev.In <- ethFrame(mac(2), mac(1), 0x0800, ip)
 	icmp := expectFrame(t, a.dev, "ICMP fragmentation needed", func(f []byte) bool {
 		return len(f) > wire.VnetHdrLen+14+28 && f[wire.VnetHdrLen+14+9] == 1
 	})
@@ -395,7 +398,7 @@ func TestPathMTUDiscovery(t *testing.T) {
 	ip4 := f[wire.VnetHdrLen+14:]
 	ip4[6] = 0
 	ipChecksum(ip4[:20])
-	a.dev.in <- f
+	a.dev.In <- f
 	if got, _ := tcpPayloads(t, b.dev, len(payload)); !bytes.Equal(got, payload) {
 		t.Fatal("payload of the re-segmented super-frame differs")
 	}
@@ -444,7 +447,7 @@ func TestGarbageIsCountedNotFatal(t *testing.T) {
 		valid, // unknown peer 99
 	}
 	for _, in := range inputs {
-		m.net.conns[a.addr].in <- packet(in, src)
+		m.net.Deliver(a.addr, packet(in, src))
 	}
 	m.waitFor("drops counted", func() bool {
 		d := a.e.Drops()
