@@ -117,8 +117,8 @@ type Host struct {
 	// DataDir is the router's data directory; a feature keeps its files
 	// there under names of its own.
 	DataDir string
-	// Logger is the router's; a feature adds "component" for its own
-	// lines.
+	// Logger is the router's (it names this peer); a feature's parts
+	// add "component" for their lines (dns, ipam).
 	Logger *slog.Logger
 	// Members is gossip's membership, this peer included.
 	Members func() []gossip.Member
