@@ -57,7 +57,7 @@ func within(pkg string, dirs ...string) bool {
 
 // The features: the contract and the packages that implement it (each
 // feature's domain package and its feature glue, e.g. dns and
-// dns/dnsfeature).
+// dns/dnsfeature). A new feature's top-level directory goes here.
 var features = []string{"feature", "dns", "ipam"}
 
 // The mesh core (mesh, gossip) and the datapaths (sleeve, netdev) import
