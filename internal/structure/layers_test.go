@@ -45,6 +45,23 @@ func TestSleeveImportsNoRouterOrFeature(t *testing.T) {
 	}
 }
 
+// The kernel datapath is self-contained: it knows peers only by their
+// underlay addresses, and the router wires it to the mesh. It may lean on
+// the foundation and the mesh layer, nothing beside or above it.
+func TestFastdpImportsOnlyFoundationAndMesh(t *testing.T) {
+	for dep, users := range deps(t, module+"fastdp/...") {
+		if strings.HasPrefix(dep, module+"fastdp") {
+			continue
+		}
+		switch {
+		case dep == module+"peer", dep == module+"meshkey",
+			strings.HasPrefix(dep, module+"internal/"), strings.HasPrefix(dep, module+"mesh/"):
+		default:
+			t.Errorf("%s imports %s: fastdp may import only peer, meshkey, internal/... and mesh/...", strings.Join(users, ", "), dep)
+		}
+	}
+}
+
 // within reports whether pkg is one of dirs (module-relative) or below one.
 func within(pkg string, dirs ...string) bool {
 	for _, d := range dirs {
@@ -60,10 +77,10 @@ func within(pkg string, dirs ...string) bool {
 // dns/dnsfeature). A new feature's top-level directory goes here.
 var features = []string{"feature", "dns", "ipam"}
 
-// The mesh core (mesh, gossip) and the datapaths (sleeve, netdev) import
-// no feature: features stand on them, never the other way round.
+// The mesh core (mesh, gossip) and the datapaths (sleeve, netdev, fastdp)
+// import no feature: features stand on them, never the other way round.
 func TestCoreAndDatapathsImportNoFeature(t *testing.T) {
-	below := []string{module + "mesh/...", module + "gossip/...", module + "sleeve/...", module + "netdev/..."}
+	below := []string{module + "mesh/...", module + "gossip/...", module + "sleeve/...", module + "netdev/...", module + "fastdp/..."}
 	for dep, users := range deps(t, below...) {
 		if within(dep, features...) {
 			t.Errorf("%s imports %s: the mesh core and the datapaths may not depend on a feature", strings.Join(users, ", "), dep)
@@ -80,7 +97,7 @@ func TestFeaturesImportNoDatapath(t *testing.T) {
 		pats = append(pats, module+f+"/...")
 	}
 	for dep, users := range deps(t, pats...) {
-		if within(dep, "sleeve", "netdev", "router", "cmd") {
+		if within(dep, "sleeve", "netdev", "fastdp", "router", "cmd") {
 			t.Errorf("%s imports %s: a feature may not depend on a datapath, the router or the CLI", strings.Join(users, ", "), dep)
 		}
 	}
