@@ -129,6 +129,12 @@ type Host struct {
 	// CIDRs, Name), the endpoints this router attached.
 	Endpoints func() []api.Endpoint
 	Bridge    Bridge
+	// Feature finds another feature by name, for a feature that uses
+	// another's services (a plugin uses IP allocation and weaveDNS).
+	// During Open only those registered before this one are there.
+	// Assert the result to a small interface of the caller's own; ok is
+	// false when there is no such feature.
+	Feature func(name string) (f Feature, ok bool)
 }
 
 // Bridge is what features may do with the host's weave bridge.

@@ -77,6 +77,14 @@ func (r *Router) startFeatures(ctx context.Context, fs []feature.Feature) error 
 		Self: r.name, Nickname: r.cfg.Nickname, DataDir: r.cfg.DataDir, Logger: r.log,
 		Members: r.gossip.Members, Ready: r.checkReady, Endpoints: r.registered,
 		Bridge: hostBridge{r.bridge},
+		Feature: func(name string) (feature.Feature, bool) {
+			for _, f := range r.started {
+				if f.Name() == name {
+					return f, true
+				}
+			}
+			return nil, false
+		},
 	}
 	for _, f := range fs {
 		r.started = append(r.started, f)

@@ -40,6 +40,11 @@ func (f *recFeature) Name() string { return f.name }
 func (f *recFeature) Open(h feature.Host) error {
 	f.log.add(f.name + ".open")
 	f.host = h
+	for _, other := range []string{"a", "c"} {
+		if o, ok := h.Feature(other); ok && o.Name() != f.name {
+			f.log.add(f.name + ".found-" + other)
+		}
+	}
 	if f.failOpen {
 		return errors.New("injected open failure")
 	}
@@ -123,7 +128,8 @@ func TestFeaturesStartInOrder(t *testing.T) {
 	if err := r.startFeatures(context.Background(), []feature.Feature{a, b}); err != nil {
 		t.Fatal(err)
 	}
-	want := "a.open a.channels a.bind a a.start a.routes b.open b.channels b.bind b b.start b.routes"
+	// b finds a, registered before it; nobody finds c, which is not.
+	want := "a.open a.channels a.bind a a.start a.routes b.open b.found-a b.channels b.bind b b.start b.routes"
 	if got := log.String(); got != want {
 		t.Errorf("calls\n%q, want\n%q", got, want)
 	}

@@ -218,3 +218,27 @@ func TestOff(t *testing.T) {
 		t.Errorf("lookup: %v", err)
 	}
 }
+
+// Another feature names endpoints of its own.
+func TestServices(t *testing.T) {
+	f, _ := testFeature(t)
+	a := netip.MustParseAddr("10.32.1.9")
+	if err := f.RegisterEndpoint("docker:ep1", "db", []netip.Addr{a}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.store.Lookup("db.weave.local."); !reflect.DeepEqual(got, []netip.Addr{a}) {
+		t.Errorf("db: %v", got)
+	}
+	f.UnregisterEndpoint("docker:ep1")
+	if got := f.store.Lookup("db.weave.local."); len(got) != 0 {
+		t.Errorf("db after unregister: %v", got)
+	}
+	off, err := New(Options{Off: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := off.RegisterEndpoint("docker:ep1", "db", []netip.Addr{a}); !errors.Is(err, ErrOff) {
+		t.Errorf("register with DNS off: %v", err)
+	}
+	off.UnregisterEndpoint("docker:ep1")
+}

@@ -193,3 +193,42 @@ func TestOverlapRefused(t *testing.T) {
 		t.Fatalf("Open with the overlap allowed: %v", err)
 	}
 }
+
+// Another feature allocates, claims and releases under owners of its own,
+// and they survive Reconcile only if it claims them back.
+func TestServices(t *testing.T) {
+	f := startAlone(t, &fakeBridge{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if f.Range().String() != "10.40.0.0/16" || f.DefaultSubnet().String() != "10.40.1.0/24" {
+		t.Errorf("range %v, default subnet %v", f.Range(), f.DefaultSubnet())
+	}
+	p, err := f.Allocate(ctx, "docker:pool1", f.DefaultSubnet())
+	if err != nil || !f.DefaultSubnet().Contains(p.Addr()) {
+		t.Fatalf("allocate: %v %v", p, err)
+	}
+	hand := netip.MustParseAddr("10.40.1.200")
+	if warn := f.Claim("docker:pool1", hand); warn != "" {
+		t.Errorf("claim: %s", warn)
+	}
+	if warn := f.Claim("docker:pool2", hand); warn == "" {
+		t.Error("claimed an address another owner holds")
+	}
+	if got := f.Allocations(); len(got) != 2 {
+		t.Errorf("allocations %+v", got)
+	}
+	f.ReleaseAddr("docker:pool1", hand)
+	if got := f.Release("docker:pool1"); !slices.Equal(got, []netip.Addr{p.Addr()}) {
+		t.Errorf("release: %v, want %v", got, p.Addr())
+	}
+	if got := f.Allocations(); len(got) != 0 {
+		t.Errorf("allocations after release %+v", got)
+	}
+	if _, err := f.Allocate(ctx, "docker:pool1", netip.MustParsePrefix("10.40.9.0/30")); err != nil {
+		t.Fatal(err)
+	}
+	f.Reconcile(ctx, nil)
+	if got := f.Allocations(); len(got) != 0 {
+		t.Errorf("allocations after reconcile %+v", got)
+	}
+}
