@@ -122,11 +122,12 @@ func NewServer(o ServerOptions) (*Server, error) {
 	return s, nil
 }
 
-// Handle registers h for pattern (http.ServeMux syntax, e.g. "GET /dns")
-// so that later features can add endpoints. Their requests pass the same
-// checks and access log as the built-in ones; DecodeRequest, WriteJSON and
-// WriteError give them the same JSON conventions. Like http.ServeMux it
-// panics on a pattern that conflicts with one already registered.
+// Handle registers h for pattern (http.ServeMux syntax, e.g. "GET /dns"):
+// the router registers the Routes of every feature with it. Their
+// requests pass the same checks and access log as the built-in ones;
+// JSON, Body, DecodeRequest, WriteJSON and WriteError give them the same
+// JSON conventions. Like http.ServeMux it panics on a pattern that
+// conflicts with one already registered.
 func (s *Server) Handle(pattern string, h http.Handler) {
 	s.mux.Handle(pattern, h)
 }

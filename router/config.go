@@ -35,7 +35,7 @@ type Config struct {
 	AdvertiseAddr string    // optional: address peers should use to reach us (NAT)
 	Peers         []string  // optional: host or host:port of peers to join
 	Version       string    // optional: software version shown in status
-	// IP allocation (see ipallocDefaults): the range split among the
+	// IP allocation (ipamfeature.Options): the range split among the
 	// peers, the default subnet of attach, the bootstrap mode, how long a
 	// lost peer's space waits to be reclaimed (negative: never), and
 	// whether a range overlapping the host's routes is allowed.
@@ -52,7 +52,7 @@ type Config struct {
 	// MeshName labels gossip so meshes with different names never merge
 	// (default DefaultMeshName).
 	MeshName string
-	// weaveDNS (see dnsDefaults): the domain answered from the records,
+	// weaveDNS (dnsfeature.Options): the domain answered from the records,
 	// an extra listen address in the host's namespace, the TTL of
 	// answers, the upstream servers (default: /etc/resolv.conf's), and
 	// whether DNS is off altogether.
@@ -113,12 +113,6 @@ func (c Config) withDefaults() (Config, error) {
 		if err := validPeerAddr(p); err != nil {
 			return c, err
 		}
-	}
-	if err := c.ipallocDefaults(); err != nil {
-		return c, err
-	}
-	if err := c.dnsDefaults(); err != nil {
-		return c, err
 	}
 	return c, nil
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"weavemesh.dev/weave/api"
+	"weavemesh.dev/weave/feature"
 	"weavemesh.dev/weave/gossip"
 	"weavemesh.dev/weave/mesh/macs"
 	"weavemesh.dev/weave/mesh/routes"
@@ -71,10 +72,11 @@ type Router struct {
 	stop    chan struct{} // closed by the API's stop
 	stopped sync.Once
 
-	// hooks are features taking part in attach and detach, registered
-	// before the router is ready.
-	hooks []endpointHook
-	ipam  *ipamHook
+	// started are the features opened (features.go), hooks the same
+	// taking part in attach and detach; both set before the router is
+	// ready.
+	started []feature.Feature
+	hooks   []feature.EndpointHook
 
 	mu    sync.Mutex // guards alive
 	alive map[peer.Name]gossip.Member
@@ -84,6 +86,10 @@ type Router struct {
 // leaves the mesh cleanly.
 func Run(ctx context.Context, cfg Config) error {
 	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return err
+	}
+	features, err := cfg.features()
 	if err != nil {
 		return err
 	}
@@ -185,16 +191,10 @@ func Run(ctx context.Context, cfg Config) error {
 	r.api.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
 	r.api.Handle("GET /debug/pprof/trace", http.HandlerFunc(pprof.Trace))
 	r.api.Handle("GET /debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
-	if r.ipam, err = newIPAMHook(r); err != nil {
+	cleanup = append(cleanup, r.closeFeatures)
+	if err := r.startFeatures(ctx, features); err != nil {
 		return err
 	}
-	cleanup = append(cleanup, r.ipam.close)
-	r.hooks = append(r.hooks, r.ipam)
-	stopDNS, err := r.startDNS()
-	if err != nil {
-		return err
-	}
-	cleanup = append(cleanup, stopDNS)
 	if err := r.api.Start(); err != nil {
 		return err
 	}
@@ -374,7 +374,7 @@ func (r *Router) adoptEndpoints(ctx context.Context) {
 		kept = append(kept, apiEndpoint(ep, rec.Name))
 	}
 	for _, h := range r.hooks {
-		h.reconcile(ctx, kept)
+		h.Reconcile(ctx, kept)
 	}
 }
 
