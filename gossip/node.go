@@ -211,7 +211,7 @@ func (n *Node) Start(ctx context.Context, peers []string) error {
 	n.round(roundCtx)
 	stop()
 	cancelRound()
-	go n.loop(loopCtx)
+	go n.loop(loopCtx, n.cfg.Clock.NewTicker(n.cfg.RejoinInterval))
 	return nil
 }
 
@@ -377,16 +377,17 @@ func advertiseHint() string {
 	return " (this host has " + strings.Join(ips, ", ") + ")"
 }
 
-// loop runs a rejoin round every RejoinInterval until ctx ends.
-func (n *Node) loop(ctx context.Context) {
+// loop runs a rejoin round on every tick of t (every RejoinInterval)
+// until ctx ends. Start makes t before it returns, so a fake clock
+// advanced after Start reaches the loop.
+func (n *Node) loop(ctx context.Context, t Ticker) {
 	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.RejoinInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 		n.round(ctx)
 	}
@@ -397,7 +398,7 @@ func (n *Node) loop(ctx context.Context) {
 // a restart or a healed partition), and saves the known peers.
 func (n *Node) round(ctx context.Context) {
 	n.stats.rejoinRounds.Add(1)
-	now := time.Now()
+	now := n.cfg.Clock.Now()
 	n.pruneMembers(now)
 	n.relay.expire(now)
 	alive := n.aliveAddrs()
@@ -468,7 +469,7 @@ func (n *Node) joinAll(ctx context.Context, addrs []string) (joined int, errs []
 // join joins one address unless it turns out to be an alive member.
 func (n *Node) join(ctx context.Context, addr string) error {
 	if n.isMemberHost(ctx, addr) {
-		n.known.result(addr, true, time.Now(), n.cfg.RejoinInterval)
+		n.known.result(addr, true, n.cfg.Clock.Now(), n.cfg.RejoinInterval)
 		return nil
 	}
 	n.stats.joinAttempts.Add(1)
@@ -481,7 +482,7 @@ func (n *Node) join(ctx context.Context, addr string) error {
 		return err // forgotten meanwhile
 	}
 	// A peer that stays down is reported once, not every round.
-	prevFails := n.known.result(addr, err == nil, time.Now(), n.cfg.RejoinInterval)
+	prevFails := n.known.result(addr, err == nil, n.cfg.Clock.Now(), n.cfg.RejoinInterval)
 	switch {
 	case err != nil && prevFails == 0 && hintFor(err.Error()) != "":
 		n.log.Warn("peer "+addr+": "+hintFor(err.Error())+"; will keep trying", "err", err)

@@ -61,6 +61,9 @@ type Options struct {
 	// are set up by handshakes with each neighbour.
 	Secure *secure.Manager
 	Logger *slog.Logger
+	// Clock, if set, replaces the real clock for heartbeats, link
+	// timeouts, probes and MAC learning (tests: sleevetest.Clock).
+	Clock Clock
 }
 
 func (o *Options) validate() error {
@@ -87,6 +90,9 @@ func (o *Options) validate() error {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Clock == nil {
+		o.Clock = realClock{}
 	}
 	return nil
 }
@@ -145,7 +151,7 @@ func New(o Options) (*Engine, error) {
 func (e *Engine) SetPeers(infos []PeerInfo) {
 	old := maps.Clone(*e.peers.Load())
 	next := make(map[peer.Name]*peerState, len(infos))
-	now := time.Now().UnixNano()
+	now := e.o.Clock.Now().UnixNano()
 	for _, in := range infos {
 		if in.Name == e.self {
 			continue

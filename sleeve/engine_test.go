@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,9 +23,8 @@ import (
 type testMesh struct {
 	t     *testing.T
 	net   *sleevetest.Net
+	clock *sleevetest.Clock // every engine's, and every session manager's
 	nodes []*testNode
-	stop  chan struct{}
-	wg    sync.WaitGroup
 }
 
 type testNode struct {
@@ -47,7 +45,7 @@ func newTestMesh(t *testing.T, n int, gro bool) *testMesh {
 // seal their traffic with it.
 func newTestMeshPSK(t *testing.T, gro bool, psks []byte) *testMesh {
 	n := len(psks)
-	m := &testMesh{t: t, net: sleevetest.NewNet(), stop: make(chan struct{})}
+	m := &testMesh{t: t, net: sleevetest.NewNet(), clock: sleevetest.NewClock(time.Unix(1_800_000_000, 0))}
 	m.net.SetGRO(gro)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	var infos []PeerInfo
@@ -59,14 +57,14 @@ func newTestMeshPSK(t *testing.T, gro bool, psks []byte) *testMesh {
 		var sec *secure.Manager
 		if psks[i-1] != 0 {
 			var err error
-			if sec, err = secure.NewManager(secure.Config{Self: nd.name, PSK: [32]byte{psks[i-1]}}); err != nil {
+			if sec, err = secure.NewManager(secure.Config{Self: nd.name, PSK: [32]byte{psks[i-1]}, Now: m.clock.Now}); err != nil {
 				t.Fatal(err)
 			}
 		}
 		e, err := New(Options{
 			Self: nd.name, Device: nd.dev, Conn: nd.conn, Mesh: tables{nd.macs, nd.routes},
-			OverlayMTU: 1376, HeartbeatInterval: 50 * time.Millisecond, LinkTimeout: 250 * time.Millisecond,
-			PathMTU: func(netip.Addr) int { return 1472 }, Secure: sec, Logger: log,
+			OverlayMTU: 1376, PathMTU: func(netip.Addr) int { return 1472 }, Secure: sec, Logger: log,
+			HeartbeatInterval: meshBeat, Clock: m.clock,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -79,23 +77,7 @@ func newTestMeshPSK(t *testing.T, gro bool, psks []byte) *testMesh {
 		nd.e.SetPeers(infos)
 		nd.e.Start()
 	}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-m.stop:
-				return
-			case <-tick.C:
-				m.recompute()
-			}
-		}
-	}()
 	t.Cleanup(func() {
-		close(m.stop)
-		m.wg.Wait()
 		for _, nd := range m.nodes {
 			nd.e.Close()
 		}
@@ -115,17 +97,40 @@ func (m *testMesh) recompute() {
 	}
 }
 
-// waitLinks waits until every node sees link state want to every other
-// node, except pairs for which skip returns true.
+// The test engines' heartbeat interval (link timeout 4 of them), and the
+// health tick that the mesh's clock moves by in each step.
+const (
+	meshBeat = time.Second
+	meshTick = meshBeat / ticksPerBeat
+)
+
+// step advances the mesh's clock by one health tick, waits until every
+// engine has handled it and the network has carried, and the engines
+// handled, every datagram that followed, then recomputes the routes as
+// the router does on a link change.
+func (m *testMesh) step() {
+	m.t.Helper()
+	m.clock.Advance(meshTick)
+	if !m.net.WaitIdle(10 * time.Second) {
+		m.t.Fatal("the network did not go idle after a tick")
+	}
+	m.recompute()
+}
+
+// waitFor steps the mesh until cond holds, failing after a minute of mesh
+// time; the routes are current when it returns. Nothing here waits for
+// real time to pass: links come up, go down and find their path MTU
+// because the clock moved.
 func (m *testMesh) waitFor(what string, cond func() bool) {
 	m.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			m.t.Fatalf("timed out waiting for %s", what)
+	const limit = time.Minute
+	for elapsed := time.Duration(0); !cond(); elapsed += meshTick {
+		if elapsed >= limit {
+			m.t.Fatalf("no %s after %v of mesh time", what, limit)
 		}
-		time.Sleep(10 * time.Millisecond)
+		m.step()
 	}
+	m.recompute()
 }
 
 func (m *testMesh) linkState(a, b int) LinkState {
@@ -184,7 +189,7 @@ func TestFloodAndUnicast(t *testing.T) {
 	b.dev.In <- ethFrame(mac(1), mac(2), 0x0806, []byte("is-at"))
 	expectFrame(t, a.dev, "unicast reply", hasPayload([]byte("is-at")))
 	noFrame(t, c.dev, "unicast leaked to a third peer", 200*time.Millisecond, hasPayload([]byte("is-at")))
-	if owner, ok := a.macs.Lookup(macs.AddrFrom(mac(2)), time.Now().Unix()); !ok || owner != b.name {
+	if owner, ok := a.macs.Lookup(macs.AddrFrom(mac(2)), m.clock.Now().Unix()); !ok || owner != b.name {
 		t.Fatalf("A learned mac 2 -> %v %v", owner, ok)
 	}
 }
@@ -318,7 +323,6 @@ func TestRelayWhenCut(t *testing.T) {
 	m.waitFor("A-B, A-C still up", func() bool {
 		return m.linkState(0, 1) == LinkUp && m.linkState(0, 2) == LinkUp
 	})
-	time.Sleep(30 * time.Millisecond) // let the route computation run
 	b.dev.In <- ethFrame(mac(3), mac(2), 0x0800, []byte("via-a"))
 	expectFrame(t, c.dev, "relayed frame", hasPayload([]byte("via-a")))
 	if a.e.Stats().Relayed == 0 {
@@ -333,7 +337,6 @@ func TestRelayWhenCut(t *testing.T) {
 	// Both ends must see the link up: a route avoids a link either end
 	// still lists as down.
 	m.waitFor("B-C back up", func() bool { return m.linkState(1, 2) == LinkUp && m.linkState(2, 1) == LinkUp })
-	time.Sleep(30 * time.Millisecond)
 	before := a.e.Stats().Relayed
 	b.dev.In <- ethFrame(mac(3), mac(2), 0x0800, []byte("direct"))
 	expectFrame(t, c.dev, "direct frame", hasPayload([]byte("direct")))
@@ -455,5 +458,28 @@ func TestGarbageIsCountedNotFatal(t *testing.T) {
 	})
 	if !m.allUp() {
 		t.Fatal("garbage broke a link")
+	}
+}
+
+// A cut link stays up until LinkTimeout has passed without a heartbeat,
+// and goes down then: the state machine runs on the engine's clock, so
+// the test can count the ticks.
+func TestLinkDownAfterTimeout(t *testing.T) {
+	m := newTestMesh(t, 2, false)
+	m.waitFor("links up", m.allUp)
+	// The last heartbeat was heard at most a beat ago, so the link holds
+	// for LinkTimeout (4 beats) less one beat, and is down one beat later.
+	m.net.SetCut(m.nodes[0].addr, m.nodes[1].addr, true)
+	for elapsed := time.Duration(0); elapsed < 3*meshBeat; elapsed += meshTick {
+		m.step()
+		if m.linkState(0, 1) != LinkUp || m.linkState(1, 0) != LinkUp {
+			t.Fatalf("link down %v after the cut, before the timeout", elapsed+meshTick)
+		}
+	}
+	for elapsed := time.Duration(0); m.linkState(0, 1) != LinkDown || m.linkState(1, 0) != LinkDown; elapsed += meshTick {
+		if elapsed > meshBeat {
+			t.Fatalf("link still up %v after the timeout", 3*meshBeat+elapsed)
+		}
+		m.step()
 	}
 }

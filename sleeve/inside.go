@@ -2,7 +2,6 @@ package sleeve
 
 import (
 	"fmt"
-	"time"
 
 	"weavemesh.dev/weave/peer"
 	"weavemesh.dev/weave/sleeve/offload"
@@ -46,7 +45,7 @@ func (e *Engine) insideLoop() error {
 		if err != nil {
 			return fmt.Errorf("send pipeline: reading from the TAP: %w", err)
 		}
-		now := time.Now().Unix()
+		now := e.o.Clock.Now().Unix()
 		r := e.o.Mesh.Routes()
 		for i := 0; i < n; i++ {
 			in.frame(in.bufs[i][:in.sizes[i]], now, r)

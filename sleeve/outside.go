@@ -48,7 +48,7 @@ func (e *Engine) outsideLoop() error {
 		if err != nil {
 			return fmt.Errorf("receive pipeline: reading from the underlay socket: %w", err)
 		}
-		out.now = time.Now().UnixNano()
+		out.now = e.o.Clock.Now().UnixNano()
 		for i := 0; i < n; i++ {
 			out.packet(&out.pkts[i])
 		}

@@ -35,8 +35,9 @@ type runState struct {
 func (e *Engine) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
+	t := e.o.Clock.NewTicker(e.o.HeartbeatInterval / ticksPerBeat)
 	e.wg.Add(1)
-	go func() { defer e.wg.Done(); e.healthLoop(ctx) }()
+	go func() { defer e.wg.Done(); e.healthLoop(ctx, t) }()
 	e.run.mu.Lock()
 	defer e.run.mu.Unlock()
 	e.run.started = true

@@ -89,11 +89,19 @@ func TestPipelineFailureAndRestart(t *testing.T) {
 	a.dev.FailRead(errors.New("tap gone"))
 	a.conn.FailRead(errors.New("socket gone"))
 	waitClosed(t, done, "Done after two read errors")
-	m.waitFor("both pipelines stopped", func() bool {
+	// The loops end on their own goroutines, with no clock involved (and
+	// with the receive loop gone the mesh cannot step), so poll for it.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
 		a.e.run.mu.Lock()
-		defer a.e.run.mu.Unlock()
-		return !a.e.run.running[pipeSend] && !a.e.run.running[pipeReceive]
-	})
+		stopped := !a.e.run.running[pipeSend] && !a.e.run.running[pipeReceive]
+		a.e.run.mu.Unlock()
+		if stopped {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting for both pipelines to stop")
+		}
+	}
 	if err := a.e.Restart(); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"weavemesh.dev/weave/sleeve/conn"
 )
@@ -19,6 +20,10 @@ type Net struct {
 	cut   map[[2]netip.AddrPort]bool
 	gro   bool
 	taps  []tap
+	// pending counts the packets queued for open Conns or taken by their
+	// last ReadBatch; idle is closed when it falls to zero.
+	pending int
+	idle    []chan struct{}
 }
 
 type tap struct {
@@ -84,8 +89,57 @@ func (n *Net) Deliver(to netip.AddrPort, p conn.Packet) bool {
 	if c == nil {
 		return false
 	}
-	c.in <- p
+	n.enqueue(c, p)
 	return true
+}
+
+// enqueue queues p for c, counted as pending until c's reader comes back
+// for more after taking it.
+func (n *Net) enqueue(c *Conn, p conn.Packet) {
+	n.mu.Lock()
+	if c.closed {
+		n.mu.Unlock()
+		return
+	}
+	c.queued++
+	n.pending++
+	n.mu.Unlock()
+	c.in <- p
+}
+
+// settleLocked subtracts k from pending and wakes WaitIdle at zero.
+func (n *Net) settleLocked(k int) {
+	n.pending -= k
+	if n.pending == 0 {
+		for _, ch := range n.idle {
+			close(ch)
+		}
+		n.idle = nil
+	}
+}
+
+// WaitIdle waits until every packet sent to an open Conn has been read,
+// and each reader that took some has come back to ReadBatch (so whatever
+// the packets made it send is counted in turn), or until timeout passes;
+// it reports whether the network went idle. Readers that stopped reading
+// keep the network busy until their Conn is closed.
+func (n *Net) WaitIdle(timeout time.Duration) bool {
+	n.mu.Lock()
+	if n.pending == 0 {
+		n.mu.Unlock()
+		return true
+	}
+	ch := make(chan struct{})
+	n.idle = append(n.idle, ch)
+	n.mu.Unlock()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // Conn is one socket on a Net, implementing sleeve.PacketConn. It always
@@ -97,6 +151,10 @@ type Conn struct {
 	fail      chan error // errors the next ReadBatches return, in order
 	done      chan struct{}
 	closeOnce sync.Once
+	// Guarded by the Net's mu.
+	closed bool
+	queued int // packets in in, or taken by the last ReadBatch
+	held   int // packets taken by the last ReadBatch
 }
 
 // FailRead makes a coming ReadBatch return err: the next one, or a
@@ -108,13 +166,34 @@ func (c *Conn) GSO() bool { return true }
 
 // Close implements sleeve.PacketConn. Idempotent.
 func (c *Conn) Close() error {
-	c.closeOnce.Do(func() { close(c.done) })
+	c.closeOnce.Do(func() {
+		close(c.done)
+		c.net.mu.Lock()
+		c.closed = true
+		c.net.settleLocked(c.queued)
+		c.queued, c.held = 0, 0
+		c.net.mu.Unlock()
+	})
 	return nil
+}
+
+// taken records that the reader took k packets; the previous ones are
+// done with, since the reader came back.
+func (c *Conn) taken(k int) {
+	c.net.mu.Lock()
+	defer c.net.mu.Unlock()
+	if c.closed {
+		return
+	}
+	c.queued -= c.held
+	c.net.settleLocked(c.held)
+	c.held = k
 }
 
 // ReadBatch implements sleeve.PacketConn: it blocks for one packet, then
 // takes what else is queued, up to len(pkts).
 func (c *Conn) ReadBatch(pkts []conn.Packet) (int, error) {
+	c.taken(0)
 	var p conn.Packet
 	select {
 	case err := <-c.fail:
@@ -135,11 +214,13 @@ func (c *Conn) ReadBatch(pkts []conn.Packet) (int, error) {
 		pkts[n].SegSize = p.SegSize
 		n++
 		if n == len(pkts) {
+			c.taken(n)
 			return n, nil
 		}
 		select {
 		case p = <-c.in:
 		default:
+			c.taken(n)
 			return n, nil
 		}
 	}
@@ -197,7 +278,7 @@ func (c *Conn) write(p *conn.OutPacket) {
 		per := min(64, (65535-28)/seg) * seg
 		for len(all) > 0 {
 			n := min(per, len(all))
-			dst.in <- conn.Packet{Buf: all[:n], Addr: c.addr, SegSize: seg}
+			c.net.enqueue(dst, conn.Packet{Buf: all[:n], Addr: c.addr, SegSize: seg})
 			all = all[n:]
 		}
 		return
@@ -208,6 +289,6 @@ func (c *Conn) write(p *conn.OutPacket) {
 		if mtu > 0 && len(d) > mtu {
 			continue
 		}
-		dst.in <- conn.Packet{Buf: bytes.Clone(d), Addr: c.addr}
+		c.net.enqueue(dst, conn.Packet{Buf: bytes.Clone(d), Addr: c.addr})
 	}
 }
