@@ -135,6 +135,23 @@ type Host struct {
 	// Assert the result to a small interface of the caller's own; ok is
 	// false when there is no such feature.
 	Feature func(name string) (f Feature, ok bool)
+	// Connections is the router's view of its connections to the other
+	// peers (as GET /status/connections shows them).
+	Connections func(ctx context.Context) ([]api.Connection, error)
+	// Datapaths are the counters of the datapaths that carry frames.
+	Datapaths func() []DatapathStats
+	// Gossip are the gossip layer's counters.
+	Gossip func() gossip.Stats
+}
+
+// DatapathStats are one datapath's counters since the router started.
+type DatapathStats struct {
+	Name               string // "sleeve", "fastdp"
+	TxFrames, RxFrames uint64
+	TxBytes, RxBytes   uint64
+	Relayed            uint64            // frames passed on for other peers
+	Drops              map[string]uint64 // frames dropped, by reason
+	Failures           uint64            // times the datapath stopped on an error and was restarted
 }
 
 // Bridge is what features may do with the host's weave bridge.

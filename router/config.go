@@ -35,6 +35,7 @@ type Config struct {
 	AdvertiseAddr string    // optional: address peers should use to reach us (NAT)
 	Peers         []string  // optional: host or host:port of peers to join
 	Version       string    // optional: software version shown in status
+	MetricsAddr   string    // optional: where /metrics is served, metrics.DefaultAddr; "off" for none
 	// IP allocation (ipamfeature.Options): the range split among the
 	// peers, the default subnet of attach, the bootstrap mode, how long a
 	// lost peer's space waits to be reclaimed (negative: never), and

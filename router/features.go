@@ -10,6 +10,7 @@ import (
 	"weavemesh.dev/weave/dns/dnsfeature"
 	"weavemesh.dev/weave/feature"
 	"weavemesh.dev/weave/ipam/ipamfeature"
+	"weavemesh.dev/weave/metrics"
 	"weavemesh.dev/weave/netdev"
 )
 
@@ -20,6 +21,7 @@ func (c Config) features() ([]feature.Feature, error) {
 	return register(
 		use(ipamfeature.New(c.ipamOptions())),
 		use(dnsfeature.New(c.dnsOptions())),
+		use(metrics.New(metrics.Options{Addr: c.MetricsAddr})),
 	)
 }
 
@@ -76,7 +78,7 @@ func (r *Router) startFeatures(ctx context.Context, fs []feature.Feature) error 
 	h := feature.Host{
 		Self: r.name, Nickname: r.cfg.Nickname, DataDir: r.cfg.DataDir, Logger: r.log,
 		Members: r.gossip.Members, Ready: r.checkReady, Endpoints: r.registered,
-		Bridge: hostBridge{r.bridge},
+		Bridge: hostBridge{r.bridge}, Connections: r.Connections, Datapaths: r.datapathStats, Gossip: r.gossip.Stats,
 		Feature: func(name string) (feature.Feature, bool) {
 			for _, f := range r.started {
 				if f.Name() == name {
@@ -160,4 +162,16 @@ func (h hostBridge) EndpointAddrs() ([]netip.Addr, error) {
 
 func (h hostBridge) RoutesOverlapping(p netip.Prefix) ([]string, error) {
 	return netdev.HostRoutesOverlapping(p, BridgeName)
+}
+
+// datapathStats are the datapaths' counters, for the metrics.
+func (r *Router) datapathStats() []feature.DatapathStats {
+	if r.sleeve == nil {
+		return nil
+	}
+	s := r.sleeve.Stats()
+	return []feature.DatapathStats{{
+		Name: "sleeve", TxFrames: s.TxFrames, RxFrames: s.RxFrames, TxBytes: s.TxBytes, RxBytes: s.RxBytes,
+		Relayed: s.Relayed, Drops: s.Drops, Failures: r.dp.counts()["sleeve"],
+	}}
 }

@@ -38,6 +38,7 @@ declare -A pkg_for=(
 	[iptables]=iptables
 	[ps]=procps
 	[ethtool]=ethtool
+	[curl]=curl
 )
 if [ "$want_dns" -eq 1 ]; then
 	pkg_for[dnsperf]=dnsperf

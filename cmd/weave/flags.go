@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"weavemesh.dev/weave/meshkey"
+	"weavemesh.dev/weave/metrics"
 	"weavemesh.dev/weave/peer"
 	"weavemesh.dev/weave/router"
 )
@@ -36,6 +37,7 @@ type routerFlags struct {
 	passwordFD     int
 	trustedSubnets []string
 	meshName       string
+	metricsAddr    string
 }
 
 func (f *routerFlags) register(fs *pflag.FlagSet) {
@@ -58,6 +60,7 @@ func (f *routerFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.trustedSubnets, "trusted-subnets", nil,
 		"underlay subnets (CIDR,...) whose peers exchange data unencrypted with us when both sides trust each other; gossip stays encrypted")
 	fs.StringVar(&f.meshName, "mesh-name", router.DefaultMeshName, "name of the mesh: peers of meshes with different names never merge")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", metrics.DefaultAddr, "host:port to serve Prometheus metrics on (GET /metrics), or off")
 }
 
 // passwordEnv is the environment variable holding the mesh password.
@@ -113,6 +116,9 @@ func (f *routerFlags) config(httpAddr, version string, peers []string, getenv fu
 		MTU:           f.mtu,
 		AdvertiseAddr: f.advertiseAddr,
 		Version:       version,
+	}
+	if f.metricsAddr != metrics.DefaultAddr {
+		cfg.MetricsAddr = f.metricsAddr
 	}
 	level, err := parseLogLevel(f.logLevel)
 	if err != nil {
@@ -255,6 +261,9 @@ func routerChild(exe string, cfg router.Config, f *routerFlags, environ []string
 	}
 	if cfg.MeshName != "" {
 		args = append(args, "--mesh-name="+cfg.MeshName)
+	}
+	if cfg.MetricsAddr != "" {
+		args = append(args, "--metrics-addr="+cfg.MetricsAddr)
 	}
 	env := make([]string, 0, len(environ))
 	for _, e := range environ {
