@@ -28,8 +28,8 @@ type statusFeature struct {
 	st   any
 }
 
-func (f statusFeature) Name() string                         { return f.name }
-func (f statusFeature) Open(feature.Host) error              { return nil }
+func (f statusFeature) Name() string                        { return f.name }
+func (f statusFeature) Open(feature.Host) error             { return nil }
 func (f statusFeature) Status(context.Context) (any, error) { return f.st, nil }
 
 func testHost() feature.Host {
