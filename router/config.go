@@ -25,17 +25,21 @@ const (
 
 // Config says how to run one peer router. Zero values take the defaults.
 type Config struct {
-	Name          peer.Name // optional: loaded from or created in DataDir
-	Nickname      string    // optional: the hostname
-	Port          int       // optional: gossip port (tcp+udp), DefaultPort
-	DataPort      int       // optional: sleeve port (udp), Port+1
-	DataDir       string    // optional: DefaultDataDir
-	HTTPAddr      string    // optional: DefaultHTTPAddr
-	MTU           int       // optional: DefaultMTU
-	AdvertiseAddr string    // optional: address peers should use to reach us (NAT)
-	Peers         []string  // optional: host or host:port of peers to join
-	Version       string    // optional: software version shown in status
-	MetricsAddr   string    // optional: where /metrics is served, metrics.DefaultAddr; "off" for none
+	Name     peer.Name // optional: loaded from or created in DataDir
+	Nickname string    // optional: the hostname
+	Port     int       // optional: gossip port (tcp+udp), DefaultPort
+	DataPort int       // optional: sleeve port (udp), Port+1
+	DataDir  string    // optional: DefaultDataDir
+	HTTPAddr string    // optional: DefaultHTTPAddr
+	// HTTPToken is the API's bearer token: required when HTTPAddr is not
+	// loopback, and then asked of every request; on loopback asked of
+	// the requests that change state.
+	HTTPToken     string
+	MTU           int      // optional: DefaultMTU
+	AdvertiseAddr string   // optional: address peers should use to reach us (NAT)
+	Peers         []string // optional: host or host:port of peers to join
+	Version       string   // optional: software version shown in status
+	MetricsAddr   string   // optional: where /metrics is served, metrics.DefaultAddr; "off" for none
 	// IP allocation (ipamfeature.Options): the range split among the
 	// peers, the default subnet of attach, the bootstrap mode, how long a
 	// lost peer's space waits to be reclaimed (negative: never), and

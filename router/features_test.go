@@ -178,13 +178,14 @@ func TestFeatureOptionsChecked(t *testing.T) {
 	}{
 		{Config{DNSDomain: "a..b"}, "--dns-domain"},
 		{Config{IPAllocRange: netip.MustParsePrefix("fd00::/64")}, "--ipalloc-range"},
+		{Config{MetricsAddr: "nonsense"}, "--metrics-addr"},
 	} {
 		if _, err := tt.cfg.features(); err == nil || !strings.Contains(err.Error(), tt.flag) {
 			t.Errorf("%+v: %v, want an error naming %s", tt.cfg, err, tt.flag)
 		}
 	}
 	fs, err := Config{NoDNS: true}.features()
-	if err != nil || len(fs) != 2 || fs[0].Name() != "ipam" || fs[1].Name() != "dns" {
+	if err != nil || len(fs) != 3 || fs[0].Name() != "ipam" || fs[1].Name() != "dns" || fs[2].Name() != "metrics" {
 		t.Errorf("features %v %v", fs, err)
 	}
 }

@@ -181,16 +181,17 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	})
 
-	r.api, err = api.NewServer(api.ServerOptions{Addr: cfg.HTTPAddr, Backend: r, Version: r.versionInfo(), Logger: r.log})
+	r.api, err = api.NewServer(api.ServerOptions{Addr: cfg.HTTPAddr, Backend: r, Version: r.versionInfo(), Logger: r.log, Token: cfg.HTTPToken})
 	if err != nil {
 		return err
 	}
-	// Profiles for operators chasing CPU or memory; loopback like the
-	// rest of the API.
-	r.api.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
-	r.api.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
-	r.api.Handle("GET /debug/pprof/trace", http.HandlerFunc(pprof.Trace))
-	r.api.Handle("GET /debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+	// Profiles for operators chasing CPU or memory, on loopback only.
+	if r.api.Local() {
+		r.api.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
+		r.api.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+		r.api.Handle("GET /debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+		r.api.Handle("GET /debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+	}
 	cleanup = append(cleanup, r.closeFeatures)
 	if err := r.startFeatures(ctx, features); err != nil {
 		return err

@@ -41,9 +41,11 @@ const (
 )
 
 // notLayered are flags that never come from the environment or the file:
-// the password has its own variable (WEAVE_PASSWORD) and must not sit in a
-// file that may be world-readable; the descriptor is internal to launch.
-var notLayered = map[string]bool{"password": true, "password-fd": true, configFlag: true, "help": true}
+// the password and the API token have their own variables (WEAVE_PASSWORD,
+// WEAVE_HTTP_TOKEN) and must not sit in a file that may be
+// world-readable; --http-addr has WEAVE_HTTP_ADDR for every command; the
+// descriptor is internal to launch.
+var notLayered = map[string]bool{"password": true, "password-fd": true, configFlag: true, "help": true, "http-token": true, "http-addr": true}
 
 // registerConfig adds --config to fs.
 func registerConfig(fs *pflag.FlagSet) {

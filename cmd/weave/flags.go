@@ -38,6 +38,7 @@ type routerFlags struct {
 	trustedSubnets []string
 	meshName       string
 	metricsAddr    string
+	httpToken      string // the global --http-token, or its variable, set by the command
 }
 
 func (f *routerFlags) register(fs *pflag.FlagSet) {
@@ -113,6 +114,7 @@ func (f *routerFlags) config(httpAddr, version string, peers []string, getenv fu
 		Port:          f.port,
 		DataPort:      f.dataPort,
 		HTTPAddr:      httpAddr,
+		HTTPToken:     f.httpToken,
 		MTU:           f.mtu,
 		AdvertiseAddr: f.advertiseAddr,
 		Version:       version,
@@ -265,11 +267,15 @@ func routerChild(exe string, cfg router.Config, f *routerFlags, environ []string
 	if cfg.MetricsAddr != "" {
 		args = append(args, "--metrics-addr="+cfg.MetricsAddr)
 	}
-	env := make([]string, 0, len(environ))
+	env := make([]string, 0, len(environ)+1)
 	for _, e := range environ {
-		if !strings.HasPrefix(e, passwordEnv+"=") {
+		if !strings.HasPrefix(e, passwordEnv+"=") && !strings.HasPrefix(e, httpTokenEnv+"=") {
 			env = append(env, e)
 		}
+	}
+	if cfg.HTTPToken != "" {
+		// In the environment, not on the command line, where ps shows it.
+		env = append(env, httpTokenEnv+"="+cfg.HTTPToken)
 	}
 	spec := childSpec{Path: exe, Env: env}
 	if len(cfg.Password) > 0 {

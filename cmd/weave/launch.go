@@ -44,6 +44,7 @@ wins over the file (docs/cli.md).`,
 			if err != nil {
 				return err
 			}
+			f.httpToken = a.token()
 			cfg, level, err := f.config(a.httpAddr, a.version, peers, a.getenv)
 			if err != nil {
 				return err
@@ -79,6 +80,7 @@ wins over the file (docs/cli.md).`,
 			if err != nil {
 				return err
 			}
+			f.httpToken = a.token()
 			return a.launch(cmd.Context(), &f, peers)
 		},
 	}
