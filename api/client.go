@@ -17,9 +17,10 @@ import (
 // Client talks to a router's HTTP API. Its methods mirror the endpoints;
 // it also satisfies Backend. Safe for concurrent use.
 type Client struct {
-	addr string
-	base string
-	hc   *http.Client
+	addr  string
+	base  string
+	hc    *http.Client
+	token string // sent as a bearer token when set
 }
 
 // Client limits.
@@ -51,6 +52,13 @@ func NewClient(addr string) *Client {
 		base: "http://" + addr,
 		hc:   &http.Client{Transport: tr, Timeout: DefaultTimeout},
 	}
+}
+
+// WithToken makes the client send the router's API token (--http-token)
+// with every request, and returns it.
+func (c *Client) WithToken(token string) *Client {
+	c.token = token
+	return c
 }
 
 // Addr is the API address the client talks to.
@@ -133,6 +141,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("API address %q: %w", c.addr, err)
 	}
 	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/url"
-	"strings"
 )
 
 // DNSEntry is one name-to-address record of weaveDNS (GET /status/dns).
@@ -65,56 +64,6 @@ type DNSLookup struct {
 	Name  string   `json:"name"`
 	IPs   []string `json:"ips,omitempty"`
 	Names []string `json:"names,omitempty"`
-}
-
-// DNSBackend answers the weaveDNS routes; the router implements it. Errors
-// follow the kinds in errors.go.
-type DNSBackend interface {
-	DNSStatus(ctx context.Context) (DNSStatus, error)
-	DNSAdd(ctx context.Context, req DNSRequest) (DNSRequest, error)
-	DNSRemove(ctx context.Context, req DNSRequest) (DNSRequest, error)
-	DNSLookup(ctx context.Context, name string) (DNSLookup, error)
-}
-
-// HandleDNS registers the weaveDNS routes over b (see docs/api.md).
-func (s *Server) HandleDNS(b DNSBackend) {
-	s.Handle("GET /status/dns", jsonHandler(func(r *http.Request) (any, error) {
-		st, err := b.DNSStatus(r.Context())
-		st.Listen, st.Upstream, st.Entries = nonNil(st.Listen), nonNil(st.Upstream), nonNil(st.Entries)
-		if st.Counters.Answers == nil {
-			st.Counters.Answers = map[string]uint64{}
-		}
-		return st, err
-	}))
-	s.Handle("POST /dns/add", bodyHandler(func(r *http.Request, req DNSRequest) (any, error) {
-		if err := req.validate(true); err != nil {
-			return nil, err
-		}
-		return b.DNSAdd(r.Context(), req)
-	}))
-	s.Handle("POST /dns/remove", bodyHandler(func(r *http.Request, req DNSRequest) (any, error) {
-		if err := req.validate(false); err != nil {
-			return nil, err
-		}
-		return b.DNSRemove(r.Context(), req)
-	}))
-	s.Handle("GET /dns/lookup", jsonHandler(func(r *http.Request) (any, error) {
-		name := strings.TrimSpace(r.URL.Query().Get("name"))
-		if name == "" {
-			return nil, BadRequest("give the name to look up as ?name=NAME")
-		}
-		return b.DNSLookup(r.Context(), name)
-	}))
-}
-
-func (d DNSRequest) validate(needIPs bool) error {
-	if strings.TrimSpace(d.Name) == "" {
-		return BadRequest("name: give a name, like web or web.weave.local")
-	}
-	if needIPs && len(d.IPs) == 0 {
-		return BadRequest("ips: give at least one address, like 10.32.1.5")
-	}
-	return nil
 }
 
 // DNSStatus returns GET /status/dns.

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -44,6 +45,10 @@ type ServerOptions struct {
 	Version Version
 	// Logger receives access logs (debug) and internal errors; silent if nil.
 	Logger *slog.Logger
+	// Token, when set, must come with requests as "Authorization: Bearer
+	// TOKEN": with every request when Addr is not a loopback address (it
+	// is then required), and with those that change state on loopback.
+	Token string
 }
 
 // Server serves the HTTP API over a Backend. Create it with NewServer,
@@ -54,6 +59,8 @@ type Server struct {
 	version Version
 	addr    string // as configured
 	host    string // host part of addr, lower case, for the Host header check
+	token   string
+	local   bool // addr is a loopback address
 	mux     *http.ServeMux
 	srv     *http.Server
 
@@ -100,6 +107,10 @@ func NewServer(o ServerOptions) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	local := isLoopback(host)
+	if !local && o.Token == "" {
+		return nil, fmt.Errorf("api: the HTTP API on %s would be reachable from other hosts with no token: give --http-token (or WEAVE_HTTP_TOKEN), or keep --http-addr on 127.0.0.1", o.Addr)
+	}
 	if o.Version.Go == "" {
 		o.Version.Go = runtime.Version()
 	}
@@ -109,6 +120,8 @@ func NewServer(o ServerOptions) (*Server, error) {
 		version: o.Version,
 		addr:    o.Addr,
 		host:    strings.ToLower(strings.Trim(host, "[]")),
+		token:   o.Token,
+		local:   local,
 		mux:     http.NewServeMux(),
 		done:    make(chan struct{}),
 	}
@@ -122,11 +135,12 @@ func NewServer(o ServerOptions) (*Server, error) {
 	return s, nil
 }
 
-// Handle registers h for pattern (http.ServeMux syntax, e.g. "GET /dns")
-// so that later features can add endpoints. Their requests pass the same
-// checks and access log as the built-in ones; DecodeRequest, WriteJSON and
-// WriteError give them the same JSON conventions. Like http.ServeMux it
-// panics on a pattern that conflicts with one already registered.
+// Handle registers h for pattern (http.ServeMux syntax, e.g. "GET /dns"):
+// the router registers the Routes of every feature with it. Their
+// requests pass the same checks and access log as the built-in ones;
+// JSON, Body, DecodeRequest, WriteJSON and WriteError give them the same
+// JSON conventions. Like http.ServeMux it panics on a pattern that
+// conflicts with one already registered.
 func (s *Server) Handle(pattern string, h http.Handler) {
 	s.mux.Handle(pattern, h)
 }
@@ -279,6 +293,12 @@ func (s *Server) serveChecked(w http.ResponseWriter, r *http.Request) {
 			"host %q is not allowed; address the API by IP, localhost or %s", r.Host, s.addr)})
 		return
 	}
+	if !s.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="weave"`)
+		WriteError(w, &StatusError{Code: http.StatusUnauthorized, Err: errors.New(
+			"this request needs the API token: give --http-token or WEAVE_HTTP_TOKEN, the router's")})
+		return
+	}
 	if r.Method == http.MethodPost && !isJSON(r.Header.Get("Content-Type")) {
 		WriteError(w, &StatusError{Code: http.StatusUnsupportedMediaType, Err: errors.New(
 			"POST requests must have Content-Type: application/json")})
@@ -306,6 +326,33 @@ func (s *Server) hostAllowed(hostport string) bool {
 		return true
 	}
 	return host == "localhost" || host == s.host
+}
+
+// authorized reports whether r may be served: off loopback every request
+// needs the token, on loopback only those that change state, and only
+// when a token is set.
+func (s *Server) authorized(r *http.Request) bool {
+	read := r.Method == http.MethodGet || r.Method == http.MethodHead
+	if s.token == "" || (s.local && read) {
+		return s.local
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) == 1
+}
+
+// Local reports whether the API listens on a loopback address only: the
+// router serves its profiling endpoints there and nowhere else.
+func (s *Server) Local() bool { return s.local }
+
+// isLoopback reports whether host (from --http-addr) is a loopback
+// address or localhost.
+func isLoopback(host string) bool {
+	host = strings.Trim(host, "[]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }
 
 func isJSON(contentType string) bool {

@@ -26,6 +26,9 @@ type Status struct {
 	Datapaths map[string]int `json:"datapaths"`
 	// Drops counts frames and datagrams dropped, by reason.
 	Drops map[string]uint64 `json:"drops,omitempty"`
+	// DatapathFailures counts, by datapath, the times one stopped on an
+	// error and had to be restarted (retries of one failure count once).
+	DatapathFailures map[string]uint64 `json:"datapath_failures,omitempty"`
 }
 
 // Peer is one member of the mesh as gossip sees it (GET /status/peers).

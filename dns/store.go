@@ -52,8 +52,9 @@ type StoreOptions struct {
 	TombstoneTTL time.Duration // optional: DefaultTombstoneTTL
 	ForgetAfter  time.Duration // optional: DefaultForgetAfter
 	Logger       *slog.Logger  // optional: discards
-
-	now func() time.Time // tests
+	// Now is the clock that grace periods, tombstone expiry, forgetting
+	// and record versions are measured against; optional: time.Now.
+	Now func() time.Time
 }
 
 // Record is one name-to-address mapping as the Store holds it.
@@ -133,12 +134,12 @@ func NewStore(o StoreOptions) (*Store, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.now == nil {
-		o.now = time.Now
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	s := &Store{
 		self: o.Self, peersFn: o.Peers, grace: o.Grace, tombTTL: o.TombstoneTTL,
-		forgetAfter: o.ForgetAfter, log: o.Logger, now: o.now,
+		forgetAfter: o.ForgetAfter, log: o.Logger, now: o.Now,
 		owners: map[peer.Name]*ownerState{},
 		peers:  map[peer.Name]PeerStatus{},
 		idx:    newIndex(),

@@ -64,7 +64,7 @@ func (m *fakeMesh) peers() []PeerStatus {
 // restart).
 func (m *fakeMesh) add(name peer.Name) *Store {
 	m.t.Helper()
-	s, err := NewStore(StoreOptions{Self: name, Peers: m.peers, now: m.clock})
+	s, err := NewStore(StoreOptions{Self: name, Peers: m.peers, Now: m.clock})
 	if err != nil {
 		m.t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"sync/atomic"
-	"time"
 
 	"github.com/hashicorp/memberlist"
 
@@ -68,7 +67,7 @@ func (c *Channel) Broadcast(key string, delta []byte) error {
 	}
 	n := c.n
 	seq := n.seq.Add(1)
-	n.relay.firstSight(c, n.cfg.Name, seq, []byte(key), time.Now())
+	n.relay.firstSight(c, n.cfg.Name, seq, []byte(key), n.cfg.Clock.Now())
 	msg := appendDelta(make([]byte, 0, deltaHeaderLen(c.name, key)+len(delta)), c.name, n.cfg.Name, seq, key, delta)
 	n.enqueue(c.name, n.cfg.Name, key, msg)
 	n.stats.broadcastsQueued.Add(1)

@@ -56,6 +56,9 @@ type Config struct {
 	LearnedPeerTTL time.Duration // optional: DefaultLearnedPeerTTL
 
 	Logger *slog.Logger // optional: discards
+	// Clock times the rejoin rounds, backoff, expiry and member state
+	// changes (not memberlist's own timers); optional: the real clock.
+	Clock Clock
 
 	// Tune, when set, adjusts memberlist timings (QuickTimings, or
 	// memberlist.DefaultWANConfig values for a wide-area mesh). It runs
@@ -164,6 +167,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
 	}
 	return c, nil
 }

@@ -1,9 +1,6 @@
 package gossip
 
-import (
-	"bytes"
-	"time"
-)
+import "bytes"
 
 // delegate is memberlist's view of a Node: metadata, user messages,
 // broadcasts and push-pull state. memberlist calls it from its packet and
@@ -49,7 +46,7 @@ func (d *delegate) NotifyMsg(b []byte) {
 		// firstSight guards against a State that reports news too
 		// eagerly: a delta is passed on at most once, and never when older
 		// than one already passed on under the same origin and key.
-		if news && f.from != n.cfg.Name && n.relay.firstSight(ch, f.from, f.seq, f.key, time.Now()) {
+		if news && f.from != n.cfg.Name && n.relay.firstSight(ch, f.from, f.seq, f.key, n.cfg.Clock.Now()) {
 			n.enqueue(ch.name, f.from, string(f.key), bytes.Clone(b))
 			n.stats.broadcastsRelayed.Add(1)
 		}

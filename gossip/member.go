@@ -128,7 +128,7 @@ func (n *Node) nodeEvent(mn *memberlist.Node, s MemberState, gone bool) {
 	if err != nil {
 		return // refused by aliveCheck; never in the table
 	}
-	now := time.Now()
+	now := n.cfg.Clock.Now()
 	n.mu.Lock()
 	e, ok := n.members[name]
 	if !ok {
@@ -161,7 +161,7 @@ func (n *Node) changed() {
 // ones, and dead or left ones for Config.DeadRetention after they went.
 // The slice is sorted by name and owned by the caller.
 func (n *Node) Members() []Member {
-	cutoff := time.Now().Add(-n.cfg.DeadRetention)
+	cutoff := n.cfg.Clock.Now().Add(-n.cfg.DeadRetention)
 	n.mu.RLock()
 	out := make([]Member, 0, len(n.members))
 	for _, e := range n.members {

@@ -16,10 +16,12 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-sockaddr"
 	"github.com/hashicorp/memberlist"
 
 	"weavemesh.dev/weave/peer"
@@ -115,6 +117,14 @@ func New(cfg Config) (*Node, error) {
 		NumNodes:       func() int { return max(1, int(n.alive.Load())) },
 		RetransmitMult: mc.RetransmitMult,
 	}
+	if cfg.AdvertiseAddr == "" && net.ParseIP(cfg.BindAddr).IsUnspecified() {
+		// memberlist advertises a private address unless told one, and
+		// fails without one only after it opened its sockets; on a host
+		// with public addresses only, say at once which flag to give.
+		if ip, err := sockaddr.GetPrivateIP(); err == nil && ip == "" {
+			return nil, fmt.Errorf("gossip: this host has no private IPv4 address to advertise to other peers: give the address they should reach it at with --advertise-addr%s", advertiseHint())
+		}
+	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return nil, fmt.Errorf("gossip: start memberlist on %s port %d (tcp+udp; is another router using it?): %w",
@@ -201,7 +211,7 @@ func (n *Node) Start(ctx context.Context, peers []string) error {
 	n.round(roundCtx)
 	stop()
 	cancelRound()
-	go n.loop(loopCtx)
+	go n.loop(loopCtx, n.cfg.Clock.NewTicker(n.cfg.RejoinInterval))
 	return nil
 }
 
@@ -348,16 +358,36 @@ func (n *Node) normalize(peers []string) ([]string, error) {
 	return out, nil
 }
 
-// loop runs a rejoin round every RejoinInterval until ctx ends.
-func (n *Node) loop(ctx context.Context) {
+// advertiseHint lists this host's global IPv4 addresses, as candidates for
+// --advertise-addr.
+func advertiseHint() string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return ""
+	}
+	var ips []string
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() && p.Addr().IsGlobalUnicast() {
+			ips = append(ips, p.Addr().String())
+		}
+	}
+	if len(ips) == 0 {
+		return ""
+	}
+	return " (this host has " + strings.Join(ips, ", ") + ")"
+}
+
+// loop runs a rejoin round on every tick of t (every RejoinInterval)
+// until ctx ends. Start makes t before it returns, so a fake clock
+// advanced after Start reaches the loop.
+func (n *Node) loop(ctx context.Context, t Ticker) {
 	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.RejoinInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 		n.round(ctx)
 	}
@@ -368,7 +398,7 @@ func (n *Node) loop(ctx context.Context) {
 // a restart or a healed partition), and saves the known peers.
 func (n *Node) round(ctx context.Context) {
 	n.stats.rejoinRounds.Add(1)
-	now := time.Now()
+	now := n.cfg.Clock.Now()
 	n.pruneMembers(now)
 	n.relay.expire(now)
 	alive := n.aliveAddrs()
@@ -439,7 +469,7 @@ func (n *Node) joinAll(ctx context.Context, addrs []string) (joined int, errs []
 // join joins one address unless it turns out to be an alive member.
 func (n *Node) join(ctx context.Context, addr string) error {
 	if n.isMemberHost(ctx, addr) {
-		n.known.result(addr, true, time.Now(), n.cfg.RejoinInterval)
+		n.known.result(addr, true, n.cfg.Clock.Now(), n.cfg.RejoinInterval)
 		return nil
 	}
 	n.stats.joinAttempts.Add(1)
@@ -452,7 +482,7 @@ func (n *Node) join(ctx context.Context, addr string) error {
 		return err // forgotten meanwhile
 	}
 	// A peer that stays down is reported once, not every round.
-	prevFails := n.known.result(addr, err == nil, time.Now(), n.cfg.RejoinInterval)
+	prevFails := n.known.result(addr, err == nil, n.cfg.Clock.Now(), n.cfg.RejoinInterval)
 	switch {
 	case err != nil && prevFails == 0 && hintFor(err.Error()) != "":
 		n.log.Warn("peer "+addr+": "+hintFor(err.Error())+"; will keep trying", "err", err)

@@ -554,13 +554,19 @@ func TestLeaveKillAndRestart(t *testing.T) {
 func TestForgetStopsRejoining(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig(t, "lonely")
-	cfg.RejoinInterval = 20 * time.Millisecond
+	clock := newManualClock(time.Unix(1_800_000_000, 0))
+	cfg.Clock = clock
 	absent := fmt.Sprintf("127.0.0.1:%d", freePort(t)) // nobody listens
 	p := startPeer(t, cfg, absent)
 	if !slices.Contains(p.KnownPeers(), absent) {
 		t.Fatalf("known peers %v lack %s", p.KnownPeers(), absent)
 	}
-	waitFor(t, 10*time.Second, "repeated join attempts", func() bool { return p.Stats().JoinFailures >= 2 })
+	// Start's round failed once; backoff (half an interval) lets the
+	// next round try again. Each advance returns after its round.
+	clock.advance(cfg.RejoinInterval)
+	if s := p.Stats(); s.RejoinRounds != 2 || s.JoinFailures != 2 {
+		t.Fatalf("after one interval: %d rounds, %d join failures; want 2 and 2", s.RejoinRounds, s.JoinFailures)
+	}
 	if _, ok := p.logs.find("peer "+absent+": cannot join", "will keep trying"); !ok {
 		t.Fatalf("join failure not logged clearly:\n%s", p.logs.all())
 	}
@@ -570,13 +576,13 @@ func TestForgetStopsRejoining(t *testing.T) {
 	if slices.Contains(p.KnownPeers(), absent) {
 		t.Fatal("forgotten peer still known")
 	}
-	// Let a round that was already under way finish, then count.
-	r := p.Stats().RejoinRounds
-	waitFor(t, 5*time.Second, "a round", func() bool { return p.Stats().RejoinRounds >= r+2 })
 	attempts := p.Stats().JoinAttempts
-	r = p.Stats().RejoinRounds
+	r := p.Stats().RejoinRounds
 	// Backoff is at most 8 rounds; 20 rounds would include a retry.
-	waitFor(t, 10*time.Second, "20 more rounds", func() bool { return p.Stats().RejoinRounds >= r+20 })
+	clock.advance(20 * cfg.RejoinInterval)
+	if got := p.Stats().RejoinRounds; got != r+20 {
+		t.Fatalf("%d rounds in 20 intervals", got-r)
+	}
 	if got := p.Stats().JoinAttempts; got != attempts {
 		t.Fatalf("%d join attempts after Forget", got-attempts)
 	}
@@ -586,6 +592,33 @@ func TestForgetStopsRejoining(t *testing.T) {
 	}
 	if strings.Contains(string(data), absent) {
 		t.Fatalf("known-peers file still lists %s:\n%s", absent, data)
+	}
+}
+
+// A member that left stays listed for DeadRetention, by the node's clock,
+// and the first rejoin round after that prunes it from the table.
+func TestLeftMemberPrunedAfterRetention(t *testing.T) {
+	t.Parallel()
+	clock := newManualClock(time.Unix(1_800_000_000, 0))
+	peers := mesh(t, 2, func(c *Config) {
+		c.Clock, c.RejoinInterval, c.DeadRetention = clock, 10*time.Second, time.Minute
+	})
+	a, b := peers[0], peers[1]
+	if err := b.Leave(2 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the peer to be seen leaving", func() bool { return stateOf(a, b.cfg.Name) == Left })
+	// b left at the clock's start; rounds run every 10s of clock time.
+	clock.advance(55 * time.Second)
+	if s := stateOf(a, b.cfg.Name); s != Left {
+		t.Fatalf("after 55s the peer that left is listed as %v", s)
+	}
+	clock.advance(20 * time.Second) // the round at 70s prunes it
+	a.mu.RLock()
+	_, kept := a.members[b.cfg.Name]
+	a.mu.RUnlock()
+	if kept || stateOf(a, b.cfg.Name) != MemberState(255) {
+		t.Fatal("a peer that left was not pruned after DeadRetention")
 	}
 }
 

@@ -28,43 +28,44 @@ type Allocator struct {
 	// mu guards everything below. Writes of ring ownership and verified
 	// spans happen under mu so that no allocation or donation ever acts on
 	// a state that is not yet durable; allocation writes happen outside.
-	mu          sync.Mutex
-	ring        *Ring
-	entries     map[peer.Name]entry // other peers' entries
-	mine        entry               // this peer's entry
-	published   entry               // last entry broadcast
-	paxos       *paxos              // consensus, while waiting for the split
-	proposeAt   time.Time           // consensus: propose a new round once this passes
-	allocs      map[uint32]string   // address number -> owner
-	verified    []ival              // owned offsets checked free of unknown allocations
-	reclaimed   []ival              // owned offsets reclaimed from others: used last
-	holdUntil   time.Time           // no verification before (settle after reclaim)
-	fresh       bool                // the store was empty at start
-	heardFrom   map[peer.Name]bool  // owners whose full state came directly
-	needSync    bool                // hear every owner's ring before allocating
-	syncWhy     string
-	lastAlive   map[peer.Name]time.Time
-	lastSafe    time.Time
-	fenced      bool
-	conflicts   map[uint64]string // separately initialised rings, by id
-	abandoned   map[uint64]bool   // rings this peer gave up for the mesh's
-	clashes     map[uint32]string // addresses handed out twice, by address
-	donations   map[netip.Prefix]*donation
-	cursor      uint32 // offset where the next allocation search starts
-	notify      chan struct{}
-	dirty       bool
-	lastBeat    time.Time
-	lastScan    time.Time
-	scanned     bool   // the host was listed once since start
-	held        uint64 // addresses of ours in quarantine at the last tick
-	lastClaim   time.Time
-	lastLost    string // the lost allocations last logged
-	lastRefresh time.Time
-	lastAsk     time.Time
-	scanErr     string
-	closed      bool
-	quorumMsg   string
-	counts      Counters
+	mu            sync.Mutex
+	ring          *Ring
+	entries       map[peer.Name]entry // other peers' entries
+	mine          entry               // this peer's entry
+	published     entry               // last entry broadcast
+	paxos         *paxos              // consensus, while waiting for the split
+	proposeAt     time.Time           // consensus: propose a new round once this passes
+	majoritySince time.Time           // consensus: when this peer first heard of a majority
+	allocs        map[uint32]string   // address number -> owner
+	verified      []ival              // owned offsets checked free of unknown allocations
+	reclaimed     []ival              // owned offsets reclaimed from others: used last
+	holdUntil     time.Time           // no verification before (settle after reclaim)
+	fresh         bool                // the store was empty at start
+	heardFrom     map[peer.Name]bool  // owners whose full state came directly
+	needSync      bool                // hear every owner's ring before allocating
+	syncWhy       string
+	lastAlive     map[peer.Name]time.Time
+	lastSafe      time.Time
+	fenced        bool
+	conflicts     map[uint64]string // separately initialised rings, by id
+	abandoned     map[uint64]bool   // rings this peer gave up for the mesh's
+	clashes       map[uint32]string // addresses handed out twice, by address
+	donations     map[netip.Prefix]*donation
+	cursor        uint32 // offset where the next allocation search starts
+	notify        chan struct{}
+	dirty         bool
+	lastBeat      time.Time
+	lastScan      time.Time
+	scanned       bool   // the host was listed once since start
+	held          uint64 // addresses of ours in quarantine at the last tick
+	lastClaim     time.Time
+	lastLost      string // the lost allocations last logged
+	lastRefresh   time.Time
+	lastAsk       time.Time
+	scanErr       string
+	closed        bool
+	quorumMsg     string
+	counts        Counters
 
 	inbox chan inbound  // messages for Run
 	kick  chan struct{} // cap 1: Run should tick

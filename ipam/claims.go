@@ -77,15 +77,9 @@ func (a *Allocator) claimLocked(now time.Time, alive map[peer.Name]bool) []func(
 func (a *Allocator) handleClaim(from peer.Name, m message) {
 	a.mu.Lock()
 	answers, grant := a.handleClaimLocked(from, m)
-	id := uint64(0)
-	if a.ring != nil {
-		id = a.ring.ID
-	}
+	id := a.ringIDLocked()
 	a.mu.Unlock()
-	if grant != nil {
-		a.broadcastRing(grant)
-	}
-	a.tr.Send(from, appendClaimReply(nil, id, answers, grant))
+	a.answer(from, grant, appendClaimReply(nil, id, answers, grant))
 }
 
 func (a *Allocator) handleClaimLocked(from peer.Name, m message) ([]claimAnswer, *Ring) {

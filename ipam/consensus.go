@@ -14,9 +14,15 @@ import (
 // hears of a majority; the others wait proposeBackoff plus a jitter of
 // their own before they start a round of their own, and as long again
 // whenever a round stalls, so duelling proposers are rare.
+//
+// While it has heard of fewer than all N peers, the first proposer also
+// waits allWait from the moment it heard of a majority: peers launched
+// together then all get a share of the first split, and a named peer that
+// never comes delays it by that much only.
 const (
 	proposeBackoff = 2 * time.Second
 	proposeJitter  = 2 * time.Second
+	allWait        = 5 * time.Second
 )
 
 // consensusLocked runs this peer's part of the Paxos that agrees on the
@@ -40,7 +46,11 @@ func (a *Allocator) consensusLocked(now time.Time) []func() {
 		}
 	}
 	before := x.mine()
-	if x.heard() >= x.quorum {
+	if x.heard() >= x.quorum && a.majoritySince.IsZero() {
+		a.majoritySince = now
+	}
+	everyone := x.heard() >= a.opts.Init.Quorum || !now.Before(a.majoritySince.Add(allWait))
+	if x.heard() >= x.quorum && everyone {
 		switch {
 		case a.proposeAt.IsZero() && !x.highestPromise().valid() && a.lowestParticipantLocked():
 			a.proposeLocked(now)

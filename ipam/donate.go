@@ -110,15 +110,27 @@ func (a *Allocator) othersSpaceLocked(want ival) map[peer.Name]uint64 {
 func (a *Allocator) donate(from peer.Name, m message) {
 	a.mu.Lock()
 	grant, why := a.donateLocked(from, m)
-	id := uint64(0)
-	if a.ring != nil {
-		id = a.ring.ID
-	}
+	id := a.ringIDLocked()
 	a.mu.Unlock()
+	a.answer(from, grant, appendDonateReply(nil, id, grant, why))
+}
+
+// answer sends a reply that gives space away (a donation, a hand-back),
+// broadcasting the change first so every peer learns of it at once, not
+// only the one it went to.
+func (a *Allocator) answer(to peer.Name, grant *Ring, reply []byte) {
 	if grant != nil {
 		a.broadcastRing(grant)
 	}
-	a.tr.Send(from, appendDonateReply(nil, id, grant, why))
+	a.tr.Send(to, reply)
+}
+
+// ringIDLocked is the ring's identity, 0 before there is one.
+func (a *Allocator) ringIDLocked() uint64 {
+	if a.ring == nil {
+		return 0
+	}
+	return a.ring.ID
 }
 
 func (a *Allocator) donateLocked(from peer.Name, m message) (*Ring, refusal) {

@@ -64,12 +64,17 @@ func (a *Allocator) Kick() {
 // Create it, create the Allocator with it, register the Allocator as the
 // channel's State, then SetChannel.
 type GossipTransport struct {
-	node *gossip.Node
+	node Membership
 	ch   atomic.Pointer[gossip.Channel]
 }
 
-// NewGossipTransport returns a transport over node.
-func NewGossipTransport(node *gossip.Node) *GossipTransport {
+// Membership is gossip's view of the mesh; *gossip.Node has it.
+type Membership interface {
+	Members() []gossip.Member
+}
+
+// NewGossipTransport returns a transport over node's membership.
+func NewGossipTransport(node Membership) *GossipTransport {
 	return &GossipTransport{node: node}
 }
 

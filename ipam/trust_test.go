@@ -152,18 +152,27 @@ func TestExhaustedOnlyWhenEveryOwnerIsFull(t *testing.T) {
 	mustAllocate(t, b, "y", subnet)
 }
 
+// reclaim is the reclaim timeout of threeSeeds' peers.
+const reclaim = 20 * time.Second
+
+// threeSeeds starts peers 1, 2 and 3 seeded with the range and returns
+// the first (the claimer when 3 is lost) and the third.
+func threeSeeds(t *testing.T) (c *clockNet, a, x *Allocator) {
+	c = newClockNet()
+	seeds := Init{Mode: ModeSeed, Seeds: names(1, 2, 3)}
+	a = c.start(t, 1, seeds, NewMemStore(), reclaim)
+	c.start(t, 2, seeds, NewMemStore(), reclaim)
+	x = c.start(t, 3, seeds, NewMemStore(), reclaim)
+	c.run(3 * time.Second)
+	return c, a, x
+}
+
 // TestQuarantineAndClaimBack: a peer cut off past the reclaim timeout
 // keeps its containers' addresses. The reclaimer holds the space in
 // quarantine and uses it last; the peer claims its addresses back when it
 // returns.
 func TestQuarantineAndClaimBack(t *testing.T) {
-	const reclaim = 20 * time.Second
-	c := newClockNet()
-	seeds := Init{Mode: ModeSeed, Seeds: names(1, 2, 3)}
-	a := c.start(t, 1, seeds, NewMemStore(), reclaim)
-	c.start(t, 2, seeds, NewMemStore(), reclaim)
-	x := c.start(t, 3, seeds, NewMemStore(), reclaim)
-	c.run(3 * time.Second)
+	c, a, x := threeSeeds(t)
 	held := []netip.Addr{mustAllocate(t, x, "c1", netip.Prefix{}), mustAllocate(t, x, "c2", netip.Prefix{})}
 
 	c.setDown(3, true)
@@ -224,13 +233,7 @@ func TestQuarantineAndClaimBack(t *testing.T) {
 // returning peer holds, both say so and count it, and neither record is
 // overwritten.
 func TestConflictDetected(t *testing.T) {
-	const reclaim = 20 * time.Second
-	c := newClockNet()
-	seeds := Init{Mode: ModeSeed, Seeds: names(1, 2, 3)}
-	a := c.start(t, 1, seeds, NewMemStore(), reclaim)
-	c.start(t, 2, seeds, NewMemStore(), reclaim)
-	x := c.start(t, 3, seeds, NewMemStore(), reclaim)
-	c.run(3 * time.Second)
+	c, a, x := threeSeeds(t)
 	h := mustAllocate(t, x, "c1", netip.Prefix{})
 	c.setDown(3, true)
 	c.run(2*reclaim + 5*time.Second) // past reclaim and quarantine

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"weavemesh.dev/weave/api"
+	"weavemesh.dev/weave/feature"
 	"weavemesh.dev/weave/internal/netnstest"
 	"weavemesh.dev/weave/netdev"
 )
@@ -42,12 +43,12 @@ func (l *callLog) String() string {
 	return strings.Join(l.calls, " ")
 }
 
-// recHook records its calls and can fail attached.
+// recHook records its calls and can fail Attached.
 type recHook struct {
 	name       string
 	log        *callLog
 	failAttach bool
-	addPrefix  string // added by prepareAttach, as IP allocation does
+	addPrefix  string // added by PrepareAttach, as IP allocation does
 }
 
 func newHooks(log *callLog, names ...string) (hs []*recHook) {
@@ -57,7 +58,7 @@ func newHooks(log *callLog, names ...string) (hs []*recHook) {
 	return hs
 }
 
-func (h *recHook) prepareAttach(ctx context.Context, p *attachPlan) error {
+func (h *recHook) PrepareAttach(ctx context.Context, p *feature.AttachPlan) error {
 	h.log.add(h.name + ".prepare")
 	if h.addPrefix != "" {
 		p.Prefixes = append(p.Prefixes, netip.MustParsePrefix(h.addPrefix))
@@ -65,9 +66,9 @@ func (h *recHook) prepareAttach(ctx context.Context, p *attachPlan) error {
 	return nil
 }
 
-func (h *recHook) abortAttach(p *attachPlan) { h.log.add(h.name + ".abort") }
+func (h *recHook) AbortAttach(p *feature.AttachPlan) { h.log.add(h.name + ".abort") }
 
-func (h *recHook) attached(ctx context.Context, p *attachPlan, ep api.Endpoint) error {
+func (h *recHook) Attached(ctx context.Context, p *feature.AttachPlan, ep api.Endpoint) error {
 	h.log.add(h.name + ".attached")
 	if h.failAttach {
 		return errors.New("injected attached failure")
@@ -75,9 +76,9 @@ func (h *recHook) attached(ctx context.Context, p *attachPlan, ep api.Endpoint) 
 	return nil
 }
 
-func (h *recHook) detached(ctx context.Context, ep api.Endpoint) { h.log.add(h.name + ".detached") }
+func (h *recHook) Detached(ctx context.Context, ep api.Endpoint) { h.log.add(h.name + ".detached") }
 
-func (h *recHook) reconcile(ctx context.Context, eps []api.Endpoint) {}
+func (h *recHook) Reconcile(ctx context.Context, eps []api.Endpoint) {}
 
 // attachRouter is a Router with just what Attach needs: a bridge in a
 // namespace of the test's own, a registry in a temporary directory, and

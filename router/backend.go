@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"weavemesh.dev/weave/api"
+	"weavemesh.dev/weave/feature"
 	"weavemesh.dev/weave/gossip"
 	"weavemesh.dev/weave/netdev"
 	"weavemesh.dev/weave/peer"
@@ -66,6 +67,7 @@ func (r *Router) Status(ctx context.Context) (api.Status, error) {
 		}
 	}
 	st.Drops = r.sleeve.Drops()
+	st.DatapathFailures = r.dp.counts()
 	return st, nil
 }
 
@@ -157,6 +159,7 @@ func (r *Router) Connections(ctx context.Context) ([]api.Connection, error) {
 		}
 		out = append(out, c)
 	}
+	r.dp.markFailed(out)
 	slices.SortFunc(out, func(a, b api.Connection) int { return strings.Compare(a.Peer, b.Peer) })
 	return out, nil
 }
@@ -194,14 +197,14 @@ func (r *Router) Forget(ctx context.Context, peers []string) error {
 
 // Attach implements api.Backend.
 //
-// Attach is a transaction. Its steps are the features' prepareAttach (IP
+// Attach is a transaction. Its steps are the features' PrepareAttach (IP
 // allocation), the veth on the bridge, the registry record and the
-// features' attached (DNS registration); when one fails, every step that
+// features' Attached (DNS registration); when one fails, every step that
 // succeeded is undone, in reverse. A new endpoint's veth is deleted; an
 // endpoint that was there before (a second attach adding addresses) loses
 // only the addresses this attach added and keeps its previous record.
-// Features whose attached ran on an endpoint that was there before are not
-// undone: detached would drop what they held for it before this attach.
+// Features whose Attached ran on an endpoint that was there before are not
+// undone: Detached would drop what they held for it before this attach.
 func (r *Router) Attach(ctx context.Context, req api.AttachRequest) (api.Endpoint, error) {
 	if err := r.checkReady(); err != nil {
 		return api.Endpoint{}, err
@@ -213,7 +216,7 @@ func (r *Router) Attach(ctx context.Context, req api.AttachRequest) (api.Endpoin
 	if err != nil {
 		return api.Endpoint{}, api.BadRequest("%v", err)
 	}
-	plan := &attachPlan{ID: id, Netns: req.Netns, Name: req.Name, Specs: req.CIDRs, Auto: len(req.CIDRs) == 0}
+	plan := &feature.AttachPlan{ID: id, Netns: req.Netns, Name: req.Name, Specs: req.CIDRs, Auto: len(req.CIDRs) == 0}
 	var undo []func()
 	fail := func(err error) (api.Endpoint, error) {
 		for i := len(undo) - 1; i >= 0; i-- {
@@ -222,10 +225,10 @@ func (r *Router) Attach(ctx context.Context, req api.AttachRequest) (api.Endpoin
 		return api.Endpoint{}, err
 	}
 	for _, h := range r.hooks {
-		if err := h.prepareAttach(ctx, plan); err != nil {
+		if err := h.PrepareAttach(ctx, plan); err != nil {
 			return fail(err)
 		}
-		undo = append(undo, func() { h.abortAttach(plan) })
+		undo = append(undo, func() { h.AbortAttach(plan) })
 	}
 	for _, s := range plan.Specs {
 		p, err := netip.ParsePrefix(s)
@@ -284,13 +287,13 @@ func (r *Router) Attach(ctx context.Context, req api.AttachRequest) (api.Endpoin
 	})
 
 	for _, h := range r.hooks {
-		if err := h.attached(ctx, plan, ep); err != nil {
+		if err := h.Attached(ctx, plan, ep); err != nil {
 			if existed {
 				return ep, err
 			}
 			return fail(err)
 		}
-		undo = append(undo, func() { h.detached(ctx, ep) })
+		undo = append(undo, func() { h.Detached(ctx, ep) })
 	}
 	r.log.Info("attached", "netns", req.Netns, "iface", ep.HostIface, "mac", ep.MAC, "cidrs", ep.CIDRs)
 	return ep, nil
@@ -333,7 +336,7 @@ func (r *Router) forgetEndpoint(ctx context.Context, ep api.Endpoint) {
 		r.log.Warn("update endpoints", "err", err)
 	}
 	for i := len(r.hooks) - 1; i >= 0; i-- {
-		r.hooks[i].detached(ctx, ep)
+		r.hooks[i].Detached(ctx, ep)
 	}
 }
 

@@ -25,17 +25,22 @@ const (
 
 // Config says how to run one peer router. Zero values take the defaults.
 type Config struct {
-	Name          peer.Name // optional: loaded from or created in DataDir
-	Nickname      string    // optional: the hostname
-	Port          int       // optional: gossip port (tcp+udp), DefaultPort
-	DataPort      int       // optional: sleeve port (udp), Port+1
-	DataDir       string    // optional: DefaultDataDir
-	HTTPAddr      string    // optional: DefaultHTTPAddr
-	MTU           int       // optional: DefaultMTU
-	AdvertiseAddr string    // optional: address peers should use to reach us (NAT)
-	Peers         []string  // optional: host or host:port of peers to join
-	Version       string    // optional: software version shown in status
-	// IP allocation (see ipallocDefaults): the range split among the
+	Name     peer.Name // optional: loaded from or created in DataDir
+	Nickname string    // optional: the hostname
+	Port     int       // optional: gossip port (tcp+udp), DefaultPort
+	DataPort int       // optional: sleeve port (udp), Port+1
+	DataDir  string    // optional: DefaultDataDir
+	HTTPAddr string    // optional: DefaultHTTPAddr
+	// HTTPToken is the API's bearer token: required when HTTPAddr is not
+	// loopback, and then asked of every request; on loopback asked of
+	// the requests that change state.
+	HTTPToken     string
+	MTU           int      // optional: DefaultMTU
+	AdvertiseAddr string   // optional: address peers should use to reach us (NAT)
+	Peers         []string // optional: host or host:port of peers to join
+	Version       string   // optional: software version shown in status
+	MetricsAddr   string   // optional: where /metrics is served, metrics.DefaultAddr; "off" for none
+	// IP allocation (ipamfeature.Options): the range split among the
 	// peers, the default subnet of attach, the bootstrap mode, how long a
 	// lost peer's space waits to be reclaimed (negative: never), and
 	// whether a range overlapping the host's routes is allowed.
@@ -52,7 +57,7 @@ type Config struct {
 	// MeshName labels gossip so meshes with different names never merge
 	// (default DefaultMeshName).
 	MeshName string
-	// weaveDNS (see dnsDefaults): the domain answered from the records,
+	// weaveDNS (dnsfeature.Options): the domain answered from the records,
 	// an extra listen address in the host's namespace, the TTL of
 	// answers, the upstream servers (default: /etc/resolv.conf's), and
 	// whether DNS is off altogether.
@@ -61,8 +66,8 @@ type Config struct {
 	DNSTTL           time.Duration
 	DNSUpstream      []string
 	NoDNS            bool
-	// The Docker plugin (router/plugin.go): served on PluginSocket, by
-	// default on docker.DefaultSocket when Docker's plugin directory
+	// The Docker plugin (plugin/dockerfeature): served on PluginSocket,
+	// by default on docker.DefaultSocket when Docker's plugin directory
 	// exists, unless NoPlugin.
 	PluginSocket string
 	NoPlugin     bool
@@ -118,12 +123,6 @@ func (c Config) withDefaults() (Config, error) {
 		if err := validPeerAddr(p); err != nil {
 			return c, err
 		}
-	}
-	if err := c.ipallocDefaults(); err != nil {
-		return c, err
-	}
-	if err := c.dnsDefaults(); err != nil {
-		return c, err
 	}
 	return c, nil
 }

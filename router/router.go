@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"weavemesh.dev/weave/api"
+	"weavemesh.dev/weave/feature"
 	"weavemesh.dev/weave/gossip"
 	"weavemesh.dev/weave/mesh/macs"
 	"weavemesh.dev/weave/mesh/routes"
@@ -61,6 +62,7 @@ type Router struct {
 	macs   *macs.Table
 	routes *routes.Table
 	sleeve *sleeve.Engine
+	dp     *supervisor // restarts the sleeve's failed pipelines
 	bridge *netdev.Bridge
 	eps    *endpointStore
 	api    *api.Server
@@ -70,10 +72,11 @@ type Router struct {
 	stop    chan struct{} // closed by the API's stop
 	stopped sync.Once
 
-	// hooks are features taking part in attach and detach, registered
-	// before the router is ready.
-	hooks []endpointHook
-	ipam  *ipamHook
+	// started are the features opened (features.go), hooks the same
+	// taking part in attach and detach; both set before the router is
+	// ready.
+	started []feature.Feature
+	hooks   []feature.EndpointHook
 
 	mu    sync.Mutex // guards alive
 	alive map[peer.Name]gossip.Member
@@ -83,6 +86,10 @@ type Router struct {
 // leaves the mesh cleanly.
 func Run(ctx context.Context, cfg Config) error {
 	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return err
+	}
+	features, err := cfg.features()
 	if err != nil {
 		return err
 	}
@@ -140,7 +147,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	r.sleeve, err = sleeve.New(sleeve.Options{
-		Self: r.name, Device: dev, Conn: udp, MACs: r.macs, Routes: r.routes,
+		Self: r.name, Device: dev, Conn: udp, Mesh: meshView{r.macs, r.routes},
 		OverlayMTU: cfg.MTU, OnLinkChange: r.poke, Secure: sec, Logger: r.log,
 	})
 	if err != nil {
@@ -150,6 +157,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	r.sleeve.Start()
 	cleanup = append(cleanup, func() { r.sleeve.Close() })
+	r.dp = newSupervisor(datapathSleeve, r.sleeve, r.log)
+	r.dp.start()
+	cleanup = append(cleanup, r.dp.close)
 
 	r.gossip, err = gossip.New(gossip.Config{
 		Name: r.name, Nickname: cfg.Nickname, Port: cfg.Port,
@@ -171,31 +181,21 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	})
 
-	r.api, err = api.NewServer(api.ServerOptions{Addr: cfg.HTTPAddr, Backend: r, Version: r.versionInfo(), Logger: r.log})
+	r.api, err = api.NewServer(api.ServerOptions{Addr: cfg.HTTPAddr, Backend: r, Version: r.versionInfo(), Logger: r.log, Token: cfg.HTTPToken})
 	if err != nil {
 		return err
 	}
-	// Profiles for operators chasing CPU or memory; loopback like the
-	// rest of the API.
-	r.api.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
-	r.api.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
-	r.api.Handle("GET /debug/pprof/trace", http.HandlerFunc(pprof.Trace))
-	r.api.Handle("GET /debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
-	if r.ipam, err = newIPAMHook(r); err != nil {
+	// Profiles for operators chasing CPU or memory, on loopback only.
+	if r.api.Local() {
+		r.api.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
+		r.api.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+		r.api.Handle("GET /debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+		r.api.Handle("GET /debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+	}
+	cleanup = append(cleanup, r.closeFeatures)
+	if err := r.startFeatures(ctx, features); err != nil {
 		return err
 	}
-	cleanup = append(cleanup, r.ipam.close)
-	r.hooks = append(r.hooks, r.ipam)
-	stopDNS, err := r.startDNS()
-	if err != nil {
-		return err
-	}
-	cleanup = append(cleanup, stopDNS)
-	stopPlugin, err := r.startPlugin()
-	if err != nil {
-		return err
-	}
-	cleanup = append(cleanup, stopPlugin)
 	if err := r.api.Start(); err != nil {
 		return err
 	}
@@ -375,7 +375,7 @@ func (r *Router) adoptEndpoints(ctx context.Context) {
 		kept = append(kept, apiEndpoint(ep, rec.Name))
 	}
 	for _, h := range r.hooks {
-		h.reconcile(ctx, kept)
+		h.Reconcile(ctx, kept)
 	}
 }
 

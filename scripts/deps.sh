@@ -41,6 +41,7 @@ declare -A pkg_for=(
 	# The Docker and Podman tests' image is a rootfs of static busybox.
 	[busybox]=busybox-static
 	[podman]=podman
+	[curl]=curl
 )
 if [ "$want_dns" -eq 1 ]; then
 	pkg_for[dnsperf]=dnsperf

@@ -71,7 +71,7 @@ func allocEngine(t *testing.T, self peer.Name, c PacketConn, d Device) *Engine {
 	rt := routes.NewTable(self)
 	rt.Set(routes.Compute(routes.Graph{Self: self, Peers: []peer.Name{1, 2}}))
 	e, err := New(Options{
-		Self: self, Device: d, Conn: c, MACs: macs.New(0, nil), Routes: rt, OverlayMTU: 1376,
+		Self: self, Device: d, Conn: c, Mesh: tables{macs.New(0, nil), rt}, OverlayMTU: 1376,
 		PathMTU: func(netip.Addr) int { return 1472 }, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -90,7 +90,7 @@ func TestAllocs(t *testing.T) {
 	dev := &countDev{}
 	b := allocEngine(t, 2, &recordConn{}, dev)
 	now := time.Now().Unix()
-	a.o.MACs.Learn(macs.AddrFrom(mac(2)), 2, now)
+	a.o.Mesh.Learn(MACFrom(mac(2)), 2, now)
 
 	in := &inside{e: a, b: newBatch(a)}
 	payload := bytes.Repeat([]byte("0123456789abcdef"), 4000)
@@ -98,7 +98,7 @@ func TestAllocs(t *testing.T) {
 	for i := range frames {
 		frames[i] = tcpSuperFrame(mac(2), mac(1), payload, 1324)
 	}
-	r := a.o.Routes.Get()
+	r := a.o.Mesh.Routes()
 	send := func() {
 		for _, f := range frames {
 			in.frame(f, now, r)

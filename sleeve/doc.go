@@ -24,4 +24,8 @@
 // Frames are referenced in place in the read buffers (rewritten headers and
 // payload are separate iovecs), so no frame is copied on the way through,
 // except when received segments are merged into a super-frame.
+//
+// A pipeline never dies silently: when its read fails for any reason but
+// Close, it stops, Done is closed and Err says which read failed and why;
+// the owner (the router) restarts it with Restart (run.go).
 package sleeve

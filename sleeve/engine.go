@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"weavemesh.dev/weave/mesh/macs"
-	"weavemesh.dev/weave/mesh/routes"
 	"weavemesh.dev/weave/peer"
 	"weavemesh.dev/weave/sleeve/conn"
 	"weavemesh.dev/weave/sleeve/secure"
@@ -42,12 +40,11 @@ type PacketConn interface {
 
 // Options configures an Engine.
 type Options struct {
-	Self       peer.Name     // required
-	Device     Device        // required; the engine closes it
-	Conn       PacketConn    // required; the engine closes it
-	MACs       *macs.Table   // required
-	Routes     *routes.Table // required
-	OverlayMTU int           // required: MTU of the bridge and the endpoints
+	Self       peer.Name  // required
+	Device     Device     // required; the engine closes it
+	Conn       PacketConn // required; the engine closes it
+	Mesh       Mesh       // required: MAC table and routes
+	OverlayMTU int        // required: MTU of the bridge and the endpoints
 
 	// HeartbeatInterval is how often each link is checked (default 1s);
 	// a link is down after LinkTimeout without an answer (default 4
@@ -64,6 +61,9 @@ type Options struct {
 	// are set up by handshakes with each neighbour.
 	Secure *secure.Manager
 	Logger *slog.Logger
+	// Clock, if set, replaces the real clock for heartbeats, link
+	// timeouts, probes and MAC learning (tests: sleevetest.Clock).
+	Clock Clock
 }
 
 func (o *Options) validate() error {
@@ -74,10 +74,8 @@ func (o *Options) validate() error {
 		return errors.New("sleeve: Options.Device is required")
 	case o.Conn == nil:
 		return errors.New("sleeve: Options.Conn is required")
-	case o.MACs == nil:
-		return errors.New("sleeve: Options.MACs is required")
-	case o.Routes == nil:
-		return errors.New("sleeve: Options.Routes is required")
+	case o.Mesh == nil:
+		return errors.New("sleeve: Options.Mesh is required")
 	case o.OverlayMTU < 576 || o.OverlayMTU > 65000:
 		return fmt.Errorf("sleeve: Options.OverlayMTU %d out of range 576-65000", o.OverlayMTU)
 	}
@@ -93,6 +91,9 @@ func (o *Options) validate() error {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.Clock == nil {
+		o.Clock = realClock{}
+	}
 	return nil
 }
 
@@ -103,7 +104,8 @@ type PeerInfo struct {
 }
 
 // Engine runs the sleeve datapath. Create with New, then Start; Close stops
-// it and waits for its goroutines.
+// it and waits for its goroutines. A pipeline that stops on an error closes
+// Done and sets Err; Restart runs it again (run.go).
 type Engine struct {
 	o    Options
 	self peer.Name
@@ -119,6 +121,8 @@ type Engine struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	close  sync.Once
+
+	run runState
 }
 
 type counters struct {
@@ -138,31 +142,8 @@ func New(o Options) (*Engine, error) {
 	e := &Engine{o: o, self: o.Self, log: o.Logger.With("component", "sleeve")}
 	empty := map[peer.Name]*peerState{}
 	e.peers.Store(&empty)
+	e.run.done = make(chan struct{})
 	return e, nil
-}
-
-// Start runs the send, receive and health goroutines.
-func (e *Engine) Start() {
-	ctx, cancel := context.WithCancel(context.Background())
-	e.cancel = cancel
-	e.wg.Add(3)
-	go func() { defer e.wg.Done(); e.insideLoop() }()
-	go func() { defer e.wg.Done(); e.outsideLoop() }()
-	go func() { defer e.wg.Done(); e.healthLoop(ctx) }()
-}
-
-// Close stops the engine: it closes the device and the socket, which ends
-// the pipelines, and waits for every goroutine. Idempotent.
-func (e *Engine) Close() error {
-	var err error
-	e.close.Do(func() {
-		if e.cancel != nil {
-			e.cancel()
-		}
-		err = errors.Join(e.o.Conn.Close(), e.o.Device.Close())
-		e.wg.Wait()
-	})
-	return err
 }
 
 // SetPeers replaces the set of peers the engine talks to. Link state of
@@ -170,7 +151,7 @@ func (e *Engine) Close() error {
 func (e *Engine) SetPeers(infos []PeerInfo) {
 	old := maps.Clone(*e.peers.Load())
 	next := make(map[peer.Name]*peerState, len(infos))
-	now := time.Now().UnixNano()
+	now := e.o.Clock.Now().UnixNano()
 	for _, in := range infos {
 		if in.Name == e.self {
 			continue

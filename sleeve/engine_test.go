@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,23 +14,24 @@ import (
 	"weavemesh.dev/weave/mesh/routes"
 	"weavemesh.dev/weave/peer"
 	"weavemesh.dev/weave/sleeve/secure"
+	"weavemesh.dev/weave/sleeve/sleevetest"
 	"weavemesh.dev/weave/sleeve/wire"
 )
 
-// testMesh runs engines over a fakeNet and plays the router's part: it
+// testMesh runs engines over a sleevetest.Net and plays the router's part: it
 // recomputes every peer's routes from the engines' link state.
 type testMesh struct {
 	t     *testing.T
-	net   *fakeNet
+	net   *sleevetest.Net
+	clock *sleevetest.Clock // every engine's, and every session manager's
 	nodes []*testNode
-	stop  chan struct{}
-	wg    sync.WaitGroup
 }
 
 type testNode struct {
 	name   peer.Name
 	addr   netip.AddrPort
-	dev    *fakeDev
+	dev    *sleevetest.Device
+	conn   *sleevetest.Conn
 	e      *Engine
 	routes *routes.Table
 	macs   *macs.Table
@@ -45,25 +45,26 @@ func newTestMesh(t *testing.T, n int, gro bool) *testMesh {
 // seal their traffic with it.
 func newTestMeshPSK(t *testing.T, gro bool, psks []byte) *testMesh {
 	n := len(psks)
-	m := &testMesh{t: t, net: newFakeNet(), stop: make(chan struct{})}
-	m.net.gro = gro
+	m := &testMesh{t: t, net: sleevetest.NewNet(), clock: sleevetest.NewClock(time.Unix(1_800_000_000, 0))}
+	m.net.SetGRO(gro)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	var infos []PeerInfo
 	for i := 1; i <= n; i++ {
-		nd := &testNode{name: peer.Name(i), addr: netip.MustParseAddrPort(fmt.Sprintf("192.0.2.%d:6784", i)), dev: newFakeDev()}
+		nd := &testNode{name: peer.Name(i), addr: netip.MustParseAddrPort(fmt.Sprintf("192.0.2.%d:6784", i)), dev: sleevetest.NewDevice()}
+		nd.conn = m.net.Conn(nd.addr)
 		nd.routes = routes.NewTable(nd.name)
 		nd.macs = macs.New(0, nil)
 		var sec *secure.Manager
 		if psks[i-1] != 0 {
 			var err error
-			if sec, err = secure.NewManager(secure.Config{Self: nd.name, PSK: [32]byte{psks[i-1]}}); err != nil {
+			if sec, err = secure.NewManager(secure.Config{Self: nd.name, PSK: [32]byte{psks[i-1]}, Now: m.clock.Now}); err != nil {
 				t.Fatal(err)
 			}
 		}
 		e, err := New(Options{
-			Self: nd.name, Device: nd.dev, Conn: m.net.conn(nd.addr), MACs: nd.macs, Routes: nd.routes,
-			OverlayMTU: 1376, HeartbeatInterval: 50 * time.Millisecond, LinkTimeout: 250 * time.Millisecond,
-			PathMTU: func(netip.Addr) int { return 1472 }, Secure: sec, Logger: log,
+			Self: nd.name, Device: nd.dev, Conn: nd.conn, Mesh: tables{nd.macs, nd.routes},
+			OverlayMTU: 1376, PathMTU: func(netip.Addr) int { return 1472 }, Secure: sec, Logger: log,
+			HeartbeatInterval: meshBeat, Clock: m.clock,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -76,23 +77,7 @@ func newTestMeshPSK(t *testing.T, gro bool, psks []byte) *testMesh {
 		nd.e.SetPeers(infos)
 		nd.e.Start()
 	}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-m.stop:
-				return
-			case <-tick.C:
-				m.recompute()
-			}
-		}
-	}()
 	t.Cleanup(func() {
-		close(m.stop)
-		m.wg.Wait()
 		for _, nd := range m.nodes {
 			nd.e.Close()
 		}
@@ -112,17 +97,40 @@ func (m *testMesh) recompute() {
 	}
 }
 
-// waitLinks waits until every node sees link state want to every other
-// node, except pairs for which skip returns true.
+// The test engines' heartbeat interval (link timeout 4 of them), and the
+// health tick that the mesh's clock moves by in each step.
+const (
+	meshBeat = time.Second
+	meshTick = meshBeat / ticksPerBeat
+)
+
+// step advances the mesh's clock by one health tick, waits until every
+// engine has handled it and the network has carried, and the engines
+// handled, every datagram that followed, then recomputes the routes as
+// the router does on a link change.
+func (m *testMesh) step() {
+	m.t.Helper()
+	m.clock.Advance(meshTick)
+	if !m.net.WaitIdle(10 * time.Second) {
+		m.t.Fatal("the network did not go idle after a tick")
+	}
+	m.recompute()
+}
+
+// waitFor steps the mesh until cond holds, failing after a minute of mesh
+// time; the routes are current when it returns. Nothing here waits for
+// real time to pass: links come up, go down and find their path MTU
+// because the clock moved.
 func (m *testMesh) waitFor(what string, cond func() bool) {
 	m.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			m.t.Fatalf("timed out waiting for %s", what)
+	const limit = time.Minute
+	for elapsed := time.Duration(0); !cond(); elapsed += meshTick {
+		if elapsed >= limit {
+			m.t.Fatalf("no %s after %v of mesh time", what, limit)
 		}
-		time.Sleep(10 * time.Millisecond)
+		m.step()
 	}
+	m.recompute()
 }
 
 func (m *testMesh) linkState(a, b int) LinkState {
@@ -167,7 +175,7 @@ func TestFloodAndUnicast(t *testing.T) {
 	m.waitFor("links up", m.allUp)
 	a, b, c := m.nodes[0], m.nodes[1], m.nodes[2]
 
-	a.dev.in <- ethFrame(bcast, mac(1), 0x0806, []byte("who-has"))
+	a.dev.In <- ethFrame(bcast, mac(1), 0x0806, []byte("who-has"))
 	for _, nd := range []*testNode{b, c} {
 		f := expectFrame(t, nd.dev, "broadcast", hasPayload([]byte("who-has")))
 		if !bytes.Equal(f, ethFrame(bcast, mac(1), 0x0806, []byte("who-has"))) {
@@ -178,10 +186,10 @@ func TestFloodAndUnicast(t *testing.T) {
 	noFrame(t, b.dev, "duplicate broadcast", 100*time.Millisecond, hasPayload([]byte("who-has")))
 
 	// B answers A: A's MAC was learned, so only A gets it.
-	b.dev.in <- ethFrame(mac(1), mac(2), 0x0806, []byte("is-at"))
+	b.dev.In <- ethFrame(mac(1), mac(2), 0x0806, []byte("is-at"))
 	expectFrame(t, a.dev, "unicast reply", hasPayload([]byte("is-at")))
 	noFrame(t, c.dev, "unicast leaked to a third peer", 200*time.Millisecond, hasPayload([]byte("is-at")))
-	if owner, ok := a.macs.Lookup(macs.AddrFrom(mac(2)), time.Now().Unix()); !ok || owner != b.name {
+	if owner, ok := a.macs.Lookup(macs.AddrFrom(mac(2)), m.clock.Now().Unix()); !ok || owner != b.name {
 		t.Fatalf("A learned mac 2 -> %v %v", owner, ok)
 	}
 }
@@ -223,7 +231,7 @@ func tcpSuperFrame(dst, src []byte, payload []byte, mss int) []byte {
 
 // tcpPayloads collects frames from d until their TCP payloads, put in
 // sequence order, add up to n bytes, and returns the payload and the frames.
-func tcpPayloads(t *testing.T, d *fakeDev, n int) ([]byte, [][]byte) {
+func tcpPayloads(t *testing.T, d *sleevetest.Device, n int) ([]byte, [][]byte) {
 	t.Helper()
 	bySeq := map[uint32][]byte{}
 	var frames [][]byte
@@ -258,7 +266,7 @@ func TestSuperFrame(t *testing.T) {
 			m := newTestMesh(t, 2, gro)
 			m.waitFor("links up", m.allUp)
 			a, b := m.nodes[0], m.nodes[1]
-			b.dev.in <- ethFrame(mac(1), mac(2), 0x0800, []byte("hello"))
+			b.dev.In <- ethFrame(mac(1), mac(2), 0x0800, []byte("hello"))
 			expectFrame(t, a.dev, "learning frame", hasPayload([]byte("hello")))
 
 			payload := make([]byte, 60000)
@@ -266,8 +274,8 @@ func TestSuperFrame(t *testing.T) {
 				payload[i] = byte(i * 7)
 			}
 			f := tcpSuperFrame(mac(2), mac(1), payload, 1324)
-			wireB := m.net.conns[b.addr].capture()
-			a.dev.in <- f
+			wireB := m.net.Capture(b.addr)
+			a.dev.In <- f
 			got, frames := tcpPayloads(t, b.dev, len(payload))
 			if !bytes.Equal(got, payload) {
 				t.Fatal("payload differs")
@@ -303,36 +311,34 @@ func TestRelayWhenCut(t *testing.T) {
 	a, b, c := m.nodes[0], m.nodes[1], m.nodes[2]
 	// Learn MACs everywhere.
 	for i, nd := range m.nodes {
-		nd.dev.in <- ethFrame(bcast, mac(byte(i+1)), 0x0806, []byte{byte(i)})
+		nd.dev.In <- ethFrame(bcast, mac(byte(i+1)), 0x0806, []byte{byte(i)})
 	}
 	for _, nd := range m.nodes {
 		for i := 0; i < 2; i++ {
 			expectFrame(t, nd.dev, "learning broadcast", func([]byte) bool { return true })
 		}
 	}
-	m.net.setCut(b.addr, c.addr, true)
+	m.net.SetCut(b.addr, c.addr, true)
 	m.waitFor("B-C down", func() bool { return m.linkState(1, 2) == LinkDown && m.linkState(2, 1) == LinkDown })
 	m.waitFor("A-B, A-C still up", func() bool {
 		return m.linkState(0, 1) == LinkUp && m.linkState(0, 2) == LinkUp
 	})
-	time.Sleep(30 * time.Millisecond) // let the route computation run
-	b.dev.in <- ethFrame(mac(3), mac(2), 0x0800, []byte("via-a"))
+	b.dev.In <- ethFrame(mac(3), mac(2), 0x0800, []byte("via-a"))
 	expectFrame(t, c.dev, "relayed frame", hasPayload([]byte("via-a")))
 	if a.e.Stats().Relayed == 0 {
 		t.Fatal("A relayed nothing")
 	}
 	// Broadcast from B still reaches C exactly once (tree through A).
-	b.dev.in <- ethFrame(bcast, mac(2), 0x0806, []byte("bcast-cut"))
+	b.dev.In <- ethFrame(bcast, mac(2), 0x0806, []byte("bcast-cut"))
 	expectFrame(t, c.dev, "broadcast through relay", hasPayload([]byte("bcast-cut")))
 	noFrame(t, c.dev, "duplicate broadcast", 150*time.Millisecond, hasPayload([]byte("bcast-cut")))
 
-	m.net.setCut(b.addr, c.addr, false)
+	m.net.SetCut(b.addr, c.addr, false)
 	// Both ends must see the link up: a route avoids a link either end
 	// still lists as down.
 	m.waitFor("B-C back up", func() bool { return m.linkState(1, 2) == LinkUp && m.linkState(2, 1) == LinkUp })
-	time.Sleep(30 * time.Millisecond)
 	before := a.e.Stats().Relayed
-	b.dev.in <- ethFrame(mac(3), mac(2), 0x0800, []byte("direct"))
+	b.dev.In <- ethFrame(mac(3), mac(2), 0x0800, []byte("direct"))
 	expectFrame(t, c.dev, "direct frame", hasPayload([]byte("direct")))
 	if after := a.e.Stats().Relayed; after != before {
 		t.Fatalf("still relaying after heal: %d -> %d", before, after)
@@ -341,14 +347,14 @@ func TestRelayWhenCut(t *testing.T) {
 
 func TestPathMTUDiscovery(t *testing.T) {
 	m := newTestMesh(t, 2, false)
-	m.net.setMTU(m.nodes[0].addr, m.nodes[1].addr, 1200)
+	m.net.SetMTU(m.nodes[0].addr, m.nodes[1].addr, 1200)
 	m.waitFor("links up", m.allUp)
 	m.waitFor("path MTU found", func() bool {
 		l := m.nodes[0].e.Links()[0]
 		return l.PMTU <= 1200 && l.PMTU > 1200-pmtuSlack-1
 	})
 	a, b := m.nodes[0], m.nodes[1]
-	b.dev.in <- ethFrame(mac(1), mac(2), 0x0800, []byte("learn"))
+	b.dev.In <- ethFrame(mac(1), mac(2), 0x0800, []byte("learn"))
 	expectFrame(t, a.dev, "learning frame", hasPayload([]byte("learn")))
 	// An IPv4 packet without DF, too big for the path, is cut into IP
 	// fragments.
@@ -359,7 +365,7 @@ func TestPathMTUDiscovery(t *testing.T) {
 	copy(ip[12:], []byte{10, 32, 0, 1, 10, 32, 0, 2})
 	copy(ip[1290:], "no-df-big!")
 	ipChecksum(ip)
-	a.dev.in <- ethFrame(mac(2), mac(1), 0x0800, ip)
+	a.dev.In <- ethFrame(mac(2), mac(1), 0x0800, ip)
 	last := expectFrame(t, b.dev, "last fragment", hasPayload([]byte("no-df-big!")))
 	if ff := binary.BigEndian.Uint16(last[wire.VnetHdrLen+14+6:]); ff&0x2000 != 0 || ff&0x1fff == 0 {
 		t.Fatalf("last fragment has flags/offset %#04x", ff)
@@ -369,7 +375,7 @@ func TestPathMTUDiscovery(t *testing.T) {
 	ip[6] = 0x40
 	copy(ip[1290:], "df-too-big")
 	ipChecksum(ip)
-	a.dev.in <- ethFrame(mac(2), mac(1), 0x0800, ip)
+	a.dev.In <- ethFrame(mac(2), mac(1), 0x0800, ip)
 	icmp := expectFrame(t, a.dev, "ICMP fragmentation needed", func(f []byte) bool {
 		return len(f) > wire.VnetHdrLen+14+28 && f[wire.VnetHdrLen+14+9] == 1
 	})
@@ -395,7 +401,7 @@ func TestPathMTUDiscovery(t *testing.T) {
 	ip4 := f[wire.VnetHdrLen+14:]
 	ip4[6] = 0
 	ipChecksum(ip4[:20])
-	a.dev.in <- f
+	a.dev.In <- f
 	if got, _ := tcpPayloads(t, b.dev, len(payload)); !bytes.Equal(got, payload) {
 		t.Fatal("payload of the re-segmented super-frame differs")
 	}
@@ -444,7 +450,7 @@ func TestGarbageIsCountedNotFatal(t *testing.T) {
 		valid, // unknown peer 99
 	}
 	for _, in := range inputs {
-		m.net.conns[a.addr].in <- packet(in, src)
+		m.net.Deliver(a.addr, packet(in, src))
 	}
 	m.waitFor("drops counted", func() bool {
 		d := a.e.Drops()
@@ -452,5 +458,28 @@ func TestGarbageIsCountedNotFatal(t *testing.T) {
 	})
 	if !m.allUp() {
 		t.Fatal("garbage broke a link")
+	}
+}
+
+// A cut link stays up until LinkTimeout has passed without a heartbeat,
+// and goes down then: the state machine runs on the engine's clock, so
+// the test can count the ticks.
+func TestLinkDownAfterTimeout(t *testing.T) {
+	m := newTestMesh(t, 2, false)
+	m.waitFor("links up", m.allUp)
+	// The last heartbeat was heard at most a beat ago, so the link holds
+	// for LinkTimeout (4 beats) less one beat, and is down one beat later.
+	m.net.SetCut(m.nodes[0].addr, m.nodes[1].addr, true)
+	for elapsed := time.Duration(0); elapsed < 3*meshBeat; elapsed += meshTick {
+		m.step()
+		if m.linkState(0, 1) != LinkUp || m.linkState(1, 0) != LinkUp {
+			t.Fatalf("link down %v after the cut, before the timeout", elapsed+meshTick)
+		}
+	}
+	for elapsed := time.Duration(0); m.linkState(0, 1) != LinkDown || m.linkState(1, 0) != LinkDown; elapsed += meshTick {
+		if elapsed > meshBeat {
+			t.Fatalf("link still up %v after the timeout", 3*meshBeat+elapsed)
+		}
+		m.step()
 	}
 }

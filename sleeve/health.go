@@ -30,9 +30,9 @@ type probeState struct {
 	seq       uint32
 }
 
-func (e *Engine) healthLoop(ctx context.Context) {
-	tick := e.o.HeartbeatInterval / ticksPerBeat
-	t := time.NewTicker(tick)
+// healthLoop handles the ticks of t, which Start makes before it returns
+// so that a fake clock advanced after Start reaches the loop.
+func (e *Engine) healthLoop(ctx context.Context, t Ticker) {
 	defer t.Stop()
 	b := newBatch(e)
 	buf := make([]byte, 0, headerArena)
@@ -41,7 +41,7 @@ func (e *Engine) healthLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
+		case now := <-t.C():
 			buf = buf[:0]
 			e.healthTick(b, &buf, now.UnixNano(), n%ticksPerBeat == 0)
 			b.flush()

@@ -1,9 +1,8 @@
 package sleeve
 
 import (
-	"time"
+	"fmt"
 
-	"weavemesh.dev/weave/mesh/macs"
 	"weavemesh.dev/weave/peer"
 	"weavemesh.dev/weave/sleeve/offload"
 	"weavemesh.dev/weave/sleeve/toobig"
@@ -28,9 +27,9 @@ type inside struct {
 	frag  offload.Fragmenter
 }
 
-// insideLoop reads frames from the TAP and sends them to peers until the
-// device is closed.
-func (e *Engine) insideLoop() {
+// insideLoop reads frames from the TAP and sends them to peers until a read
+// fails, and returns its error; Close makes it fail with net.ErrClosed.
+func (e *Engine) insideLoop() error {
 	in := &inside{
 		e:     e,
 		bufs:  make([][]byte, insideBatch),
@@ -44,14 +43,10 @@ func (e *Engine) insideLoop() {
 	for {
 		n, err := e.o.Device.Read(in.bufs, in.sizes, 0)
 		if err != nil {
-			if isClosed(err) {
-				return
-			}
-			e.log.Error("reading from TAP failed; stopping the send pipeline", "err", err)
-			return
+			return fmt.Errorf("send pipeline: reading from the TAP: %w", err)
 		}
-		now := time.Now().Unix()
-		r := e.o.Routes.Get()
+		now := e.o.Clock.Now().Unix()
+		r := e.o.Mesh.Routes()
 		for i := 0; i < n; i++ {
 			in.frame(in.bufs[i][:in.sizes[i]], now, r)
 		}
@@ -59,28 +54,23 @@ func (e *Engine) insideLoop() {
 	}
 }
 
-type router interface {
-	NextHop(peer.Name) (peer.Name, bool)
-	FloodChildren(peer.Name) []peer.Name
-}
-
 // frame decides where one frame from the bridge goes.
-func (in *inside) frame(data []byte, now int64, r router) {
+func (in *inside) frame(data []byte, now int64, r Routes) {
 	e := in.e
 	if len(data) < wire.VnetHdrLen+ethHeaderLen {
 		e.drop(DropRunt, nil)
 		return
 	}
 	eth := data[wire.VnetHdrLen:]
-	dst, src := macs.AddrFrom(eth[0:6]), macs.AddrFrom(eth[6:12])
-	e.o.MACs.Learn(src, e.self, now)
+	dst, src := MACFrom(eth[0:6]), MACFrom(eth[6:12])
+	e.o.Mesh.Learn(src, e.self, now)
 	e.stats.txFrames.Add(1)
 	e.stats.txBytes.Add(uint64(len(eth)))
 	if dst.Multicast() {
 		in.flood(data, r, e.self)
 		return
 	}
-	owner, ok := e.o.MACs.Lookup(dst, now)
+	owner, ok := e.o.Mesh.Lookup(dst, now)
 	if !ok {
 		in.flood(data, r, e.self) // unknown unicast, as a switch does
 		return
@@ -97,7 +87,7 @@ func (in *inside) frame(data []byte, now int64, r router) {
 	in.send(p, owner, 0, data)
 }
 
-func (in *inside) flood(data []byte, r router, src peer.Name) {
+func (in *inside) flood(data []byte, r Routes, src peer.Name) {
 	peers := *in.e.peers.Load()
 	for _, c := range r.FloodChildren(src) {
 		if p := peers[c]; p != nil {

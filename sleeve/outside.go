@@ -2,10 +2,10 @@ package sleeve
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
-	"weavemesh.dev/weave/mesh/macs"
 	"weavemesh.dev/weave/peer"
 	"weavemesh.dev/weave/sleeve/conn"
 	"weavemesh.dev/weave/sleeve/offload"
@@ -30,7 +30,9 @@ type outside struct {
 	now   int64  // unix nanos of the current batch
 }
 
-func (e *Engine) outsideLoop() {
+// outsideLoop receives datagrams from the underlay and handles them until a
+// read fails, and returns its error; Close makes it fail with net.ErrClosed.
+func (e *Engine) outsideLoop() error {
 	out := &outside{
 		e:     e,
 		pkts:  make([]conn.Packet, outsideBatch),
@@ -44,13 +46,9 @@ func (e *Engine) outsideLoop() {
 	for {
 		n, err := e.o.Conn.ReadBatch(out.pkts)
 		if err != nil {
-			if isClosed(err) {
-				return
-			}
-			e.log.Error("reading from the underlay socket failed; stopping the receive pipeline", "err", err)
-			return
+			return fmt.Errorf("receive pipeline: reading from the underlay socket: %w", err)
 		}
-		out.now = time.Now().UnixNano()
+		out.now = e.o.Clock.Now().UnixNano()
 		for i := 0; i < n; i++ {
 			out.packet(&out.pkts[i])
 		}
@@ -141,7 +139,7 @@ func (out *outside) datagram(b []byte, size int, hop peer.Name) {
 		out.handshake(src, &h, b)
 		return
 	}
-	r := e.o.Routes.Get()
+	r := e.o.Mesh.Routes()
 	switch {
 	case h.Flags&wire.FlagFlood != 0:
 		out.frames(h.Src, body)
@@ -192,7 +190,7 @@ func (out *outside) deliver(src peer.Name, data []byte) {
 		return
 	}
 	eth := data[wire.VnetHdrLen:]
-	e.o.MACs.Learn(macs.AddrFrom(eth[6:12]), src, out.now/int64(time.Second))
+	e.o.Mesh.Learn(MACFrom(eth[6:12]), src, out.now/int64(time.Second))
 	e.stats.rxFrames.Add(1)
 	e.stats.rxBytes.Add(uint64(len(eth)))
 	if p := e.peer(src); p != nil {

@@ -9,16 +9,6 @@ import (
 	"weavemesh.dev/weave/sleeve/wire"
 )
 
-// tap records every datagram a fakeConn delivers, so tests can replay or
-// tamper with captured traffic.
-func (c *fakeConn) capture() chan []byte {
-	ch := make(chan []byte, 4096)
-	c.net.mu.Lock()
-	c.net.taps = append(c.net.taps, tapRule{to: c.addr, ch: ch})
-	c.net.mu.Unlock()
-	return ch
-}
-
 func TestEncryptedMesh(t *testing.T) {
 	m := newTestMeshPSK(t, true, []byte{9, 9, 9})
 	m.waitFor("links up", m.allUp)
@@ -26,17 +16,17 @@ func TestEncryptedMesh(t *testing.T) {
 	if !a.e.Encrypted(b.name) {
 		t.Fatal("link not encrypted")
 	}
-	wireB := m.net.conns[b.addr].capture()
+	wireB := m.net.Capture(b.addr)
 
-	a.dev.in <- ethFrame(bcast, mac(1), 0x0806, []byte("secret-broadcast"))
+	a.dev.In <- ethFrame(bcast, mac(1), 0x0806, []byte("secret-broadcast"))
 	expectFrame(t, b.dev, "broadcast", hasPayload([]byte("secret-broadcast")))
 	expectFrame(t, c.dev, "broadcast", hasPayload([]byte("secret-broadcast")))
 
 	payload := bytes.Repeat([]byte("MARKER-"), 9000)
 	f := tcpSuperFrame(mac(2), mac(1), payload, 1300)
-	b.dev.in <- ethFrame(mac(1), mac(2), 0x0800, []byte("learn"))
+	b.dev.In <- ethFrame(mac(1), mac(2), 0x0800, []byte("learn"))
 	expectFrame(t, a.dev, "learning frame", hasPayload([]byte("learn")))
-	a.dev.in <- f
+	a.dev.In <- f
 	// One sealed datagram per segment, 49 of them in two GSO trains; the
 	// receiver's GRO puts the super-frame back together (in one piece if
 	// both trains come in one read).
@@ -68,7 +58,7 @@ func TestEncryptedMesh(t *testing.T) {
 	if sealed == nil {
 		t.Fatal("no sealed data datagram captured")
 	}
-	inject := func(d []byte) { m.net.conns[b.addr].in <- conn.Packet{Buf: d, Addr: a.addr} }
+	inject := func(d []byte) { m.net.Deliver(b.addr, conn.Packet{Buf: d, Addr: a.addr}) }
 	inject(bytes.Clone(sealed))
 	m.waitFor("replay counted", func() bool { return b.e.Drops()["replay"] >= 1 })
 	flipped := bytes.Clone(sealed)
@@ -82,7 +72,7 @@ func TestWrongPasswordNeverConnects(t *testing.T) {
 	m := newTestMeshPSK(t, false, []byte{9, 9, 8})
 	m.waitFor("good pair up", func() bool { return m.linkState(0, 1) == LinkUp && m.linkState(1, 0) == LinkUp })
 	m.waitFor("stranger down", func() bool { return m.linkState(0, 2) == LinkDown && m.linkState(2, 0) == LinkDown })
-	m.nodes[2].dev.in <- ethFrame(bcast, mac(3), 0x0806, []byte("intruder"))
+	m.nodes[2].dev.In <- ethFrame(bcast, mac(3), 0x0806, []byte("intruder"))
 	noFrame(t, m.nodes[0].dev, "frame from the stranger", 200*time.Millisecond, hasPayload([]byte("intruder")))
 	if m.nodes[0].e.Drops()["bad_handshake"] == 0 {
 		t.Fatal("bad handshakes not counted")

@@ -51,8 +51,9 @@ type app struct {
 	pollInterval  time.Duration // between API polls while waiting
 	callTimeout   time.Duration // per API call made while polling
 
-	// httpAddr is the value of the global --http-addr flag.
-	httpAddr string
+	// httpAddr and httpToken are the values of the global --http-addr
+	// and --http-token flags.
+	httpAddr, httpToken string
 }
 
 func newApp() *app {
@@ -141,6 +142,8 @@ hosts, then attach network namespaces to the overlay (weave attach).`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&a.httpAddr, "http-addr", defAddr,
 		"address of the router's HTTP API (env WEAVE_HTTP_ADDR)")
+	root.PersistentFlags().StringVar(&a.httpToken, "http-token", "",
+		"the router's HTTP API token: required to bind --http-addr off loopback, then asked of every request; on loopback asked of requests that change state (env "+httpTokenEnv+", preferred: it stays out of ps)")
 	root.AddCommand(
 		a.routerCmd(),
 		a.launchCmd(),
@@ -160,7 +163,18 @@ hosts, then attach network namespaces to the overlay (weave attach).`,
 
 // client returns an API client for --http-addr.
 func (a *app) client() *api.Client {
-	return api.NewClient(a.httpAddr)
+	return api.NewClient(a.httpAddr).WithToken(a.token())
+}
+
+// httpTokenEnv holds the API token.
+const httpTokenEnv = "WEAVE_HTTP_TOKEN"
+
+// token is the API token from --http-token or the environment.
+func (a *app) token() string {
+	if a.httpToken != "" {
+		return a.httpToken
+	}
+	return a.getenv(httpTokenEnv)
 }
 
 // argsAtLeast requires n positional arguments, explaining what is missing.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"reflect"
 	"strings"
 	"sync"
@@ -57,7 +58,17 @@ func startDNSAPI(t *testing.T, f *fakeDNS) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.HandleDNS(f)
+	// The weaveDNS routes as the router serves them, over the fake.
+	for _, rt := range []api.Route{
+		{Pattern: "GET /status/dns", Handler: api.JSON(func(r *http.Request) (any, error) { return f.DNSStatus(r.Context()) })},
+		{Pattern: "POST /dns/add", Handler: api.Body(func(r *http.Request, req api.DNSRequest) (any, error) { return f.DNSAdd(r.Context(), req) })},
+		{Pattern: "POST /dns/remove", Handler: api.Body(func(r *http.Request, req api.DNSRequest) (any, error) { return f.DNSRemove(r.Context(), req) })},
+		{Pattern: "GET /dns/lookup", Handler: api.JSON(func(r *http.Request) (any, error) {
+			return f.DNSLookup(r.Context(), r.URL.Query().Get("name"))
+		})},
+	} {
+		s.Handle(rt.Pattern, rt.Handler)
+	}
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"weavemesh.dev/weave/meshkey"
+	"weavemesh.dev/weave/metrics"
 	"weavemesh.dev/weave/peer"
 	"weavemesh.dev/weave/router"
 )
@@ -37,6 +38,8 @@ type routerFlags struct {
 	passwordFD     int
 	trustedSubnets []string
 	meshName       string
+	metricsAddr    string
+	httpToken      string // the global --http-token, or its variable, set by the command
 }
 
 func (f *routerFlags) register(fs *pflag.FlagSet) {
@@ -60,6 +63,7 @@ func (f *routerFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.trustedSubnets, "trusted-subnets", nil,
 		"underlay subnets (CIDR,...) whose peers exchange data unencrypted with us when both sides trust each other; gossip stays encrypted")
 	fs.StringVar(&f.meshName, "mesh-name", router.DefaultMeshName, "name of the mesh: peers of meshes with different names never merge")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", metrics.DefaultAddr, "host:port to serve Prometheus metrics on (GET /metrics), or off")
 }
 
 // passwordEnv is the environment variable holding the mesh password.
@@ -112,9 +116,13 @@ func (f *routerFlags) config(httpAddr, version string, peers []string, getenv fu
 		Port:          f.port,
 		DataPort:      f.dataPort,
 		HTTPAddr:      httpAddr,
+		HTTPToken:     f.httpToken,
 		MTU:           f.mtu,
 		AdvertiseAddr: f.advertiseAddr,
 		Version:       version,
+	}
+	if f.metricsAddr != metrics.DefaultAddr {
+		cfg.MetricsAddr = f.metricsAddr
 	}
 	level, err := parseLogLevel(f.logLevel)
 	if err != nil {
@@ -261,11 +269,18 @@ func routerChild(exe string, cfg router.Config, f *routerFlags, environ []string
 	if cfg.MeshName != "" {
 		args = append(args, "--mesh-name="+cfg.MeshName)
 	}
-	env := make([]string, 0, len(environ))
+	if cfg.MetricsAddr != "" {
+		args = append(args, "--metrics-addr="+cfg.MetricsAddr)
+	}
+	env := make([]string, 0, len(environ)+1)
 	for _, e := range environ {
-		if !strings.HasPrefix(e, passwordEnv+"=") {
+		if !strings.HasPrefix(e, passwordEnv+"=") && !strings.HasPrefix(e, httpTokenEnv+"=") {
 			env = append(env, e)
 		}
+	}
+	if cfg.HTTPToken != "" {
+		// In the environment, not on the command line, where ps shows it.
+		env = append(env, httpTokenEnv+"="+cfg.HTTPToken)
 	}
 	spec := childSpec{Path: exe, Env: env}
 	if len(cfg.Password) > 0 {

@@ -32,9 +32,19 @@ func (a *app) routerCmd() *cobra.Command {
 		Use:   "router [flags] [PEER...]",
 		Short: "Run the router in the foreground (for systemd and containers)",
 		Long: `Run the peer router in the foreground until SIGINT or SIGTERM, or until
-weave stop. PEER is host or host:port (default port 6783) of a router to join.`,
+weave stop. PEER is host or host:port (default port 6783) of a router to join.
+
+Every flag can also be set in the environment as WEAVE_ and the flag's name
+in capitals (WEAVE_IPALLOC_RANGE=10.40.0.0/16), or in a --config file, and
+the peers as WEAVE_PEERS; the command line wins over the environment, which
+wins over the file (docs/cli.md).`,
 		Example: `  weave router --nickname web1 10.0.0.2 10.0.0.3:6783`,
 		RunE: func(cmd *cobra.Command, peers []string) error {
+			peers, err := a.layerSettings(cmd, peers)
+			if err != nil {
+				return err
+			}
+			f.httpToken = a.token()
 			cfg, level, err := f.config(a.httpAddr, a.version, peers, a.getenv)
 			if err != nil {
 				return err
@@ -46,6 +56,7 @@ weave stop. PEER is host or host:port (default port 6783) of a router to join.`,
 		},
 	}
 	f.register(cmd.Flags())
+	registerConfig(cmd.Flags())
 	return cmd
 }
 
@@ -56,14 +67,25 @@ func (a *app) launchCmd() *cobra.Command {
 		Short: "Start the router in the background and wait until it is ready",
 		Long: `Start the peer router in the background, wait until it is ready and print
 its peer name. Its output goes to router.log in --data-dir. PEER is host or
-host:port (default port 6783) of a router to join.`,
+host:port (default port 6783) of a router to join.
+
+Every flag can also be set in the environment as WEAVE_ and the flag's name
+in capitals (WEAVE_IPALLOC_RANGE=10.40.0.0/16), or in a --config file, and
+the peers as WEAVE_PEERS; the command line wins over the environment, which
+wins over the file (docs/cli.md).`,
 		Example: `  weave launch 10.0.0.2 10.0.0.3
   weave launch --port 7783 --http-addr 127.0.0.1:7784 --data-dir /tmp/weave2`,
 		RunE: func(cmd *cobra.Command, peers []string) error {
+			peers, err := a.layerSettings(cmd, peers)
+			if err != nil {
+				return err
+			}
+			f.httpToken = a.token()
 			return a.launch(cmd.Context(), &f, peers)
 		},
 	}
 	f.register(cmd.Flags())
+	registerConfig(cmd.Flags())
 	return cmd
 }
 

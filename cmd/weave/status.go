@@ -162,6 +162,13 @@ func formatStatus(w io.Writer, st api.Status, v *api.Version) {
 	if drops > 0 {
 		fmt.Fprintf(w, "Drops: %d (%s)\n", drops, strings.Join(dropParts, ", "))
 	}
+	failed := make([]string, 0, len(st.DatapathFailures))
+	for _, d := range sortedKeys(st.DatapathFailures) {
+		failed = append(failed, fmt.Sprintf("%s %d", d, st.DatapathFailures[d]))
+	}
+	if len(failed) > 0 {
+		fmt.Fprintf(w, "Datapath failures: %s\n", strings.Join(failed, ", "))
+	}
 }
 
 // formatPeers prints the mesh members as a table, this router first.

@@ -55,9 +55,10 @@ Overlay MTU: 1376
 `},
 		{"busy", api.Status{Name: "aa:bb:cc:dd:ee:ff", Version: "1.0", Ready: false, Encryption: true,
 			OverlayMTU: 1400, Peers: 9,
-			Connections: map[string]int{"established": 3, "relayed": 1, "connecting": 2, "failed": 1, "odd": 1},
-			Datapaths:   map[string]int{"sleeve": 3, "fastdp": 1},
-			Drops:       map[string]uint64{"ttl": 2, "no-route": 5, "zero": 0}}, nil,
+			Connections:      map[string]int{"established": 3, "relayed": 1, "connecting": 2, "failed": 1, "odd": 1},
+			Datapaths:        map[string]int{"sleeve": 3, "fastdp": 1},
+			Drops:            map[string]uint64{"ttl": 2, "no-route": 5, "zero": 0},
+			DatapathFailures: map[string]uint64{"sleeve": 2}}, nil,
 			`Version: 1.0
 Name: aa:bb:cc:dd:ee:ff
 Status: starting (not ready yet)
@@ -67,6 +68,7 @@ Connections: 8 (3 established, 1 relayed, 2 connecting, 1 failed, 1 odd)
 Datapath: fastdp 1, sleeve 3
 Overlay MTU: 1400
 Drops: 7 (5 no-route, 2 ttl)
+Datapath failures: sleeve 2
 `},
 		{"alone", api.Status{Name: "aa:bb:cc:dd:ee:ff", Nickname: "h", Ready: true, Peers: 1, OverlayMTU: 1376}, v,
 			`Version: dev (protocol 1..1)

@@ -6,13 +6,14 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"weavemesh.dev/weave/internal/mmsg"
 )
 
 // Limits of UDP segmentation offload. The kernel accepts at most
@@ -112,16 +113,14 @@ type Conn struct {
 	wr  writer
 }
 
-// reader is ReadBatch's scratch space, allocated once per Conn.
+// reader is ReadBatch's scratch space, allocated once per Conn; mr runs
+// the recvmmsg loop through the poller.
 type reader struct {
-	fn    func(fd uintptr) bool
+	mr    *mmsg.Reader
 	msgs  []unix.Mmsghdr
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrInet4
 	oob   []byte
-	n     int // messages offered to the kernel
-	got   int // messages received
-	errno syscall.Errno
 }
 
 // Listen opens the UDP socket in the calling thread's network namespace.
@@ -196,7 +195,7 @@ func Listen(o Options) (*Conn, error) {
 			"asked", o.RecvBuffer, "granted", rcv)
 	}
 
-	c.rd.fn = c.readFn
+	c.rd.mr = mmsg.NewReader(raw)
 	c.wr.fn = c.writeFn
 	c.rd.grow(64)
 	c.wr.init()
@@ -281,8 +280,7 @@ func (c *Conn) ReadBatch(pkts []Packet) (int, error) {
 		h.Flags = 0
 		r.msgs[i].Len = 0
 	}
-	r.n, r.got, r.errno = n, 0, 0
-	err := c.raw.Read(r.fn)
+	got, err := r.mr.Read(r.msgs[:n])
 	// Drop references to the caller's buffers.
 	for i := range n {
 		r.iovs[i].Base = nil
@@ -290,51 +288,17 @@ func (c *Conn) ReadBatch(pkts []Packet) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("conn: read %v: %w", c.local, err)
 	}
-	if r.errno != 0 {
-		return 0, fmt.Errorf("conn: read %v: %w", c.local, os.NewSyscallError("recvmmsg", r.errno))
-	}
-	for i := range r.got {
+	for i := range got {
 		m := &r.msgs[i]
 		p := &pkts[i]
 		p.N = int(m.Len)
-		p.Addr = sockaddrToAddrPort(&r.names[i])
+		p.Addr = mmsg.AddrPort4(&r.names[i])
 		p.SegSize = 0
 		if c.gro && m.Hdr.Controllen > 0 {
 			p.SegSize = parseGRO(r.oob[i*recvOOBLen : i*recvOOBLen+int(m.Hdr.Controllen)])
 		}
 	}
-	return r.got, nil
-}
-
-func (c *Conn) readFn(fd uintptr) bool {
-	r := &c.rd
-	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.msgs[0])), uintptr(r.n), 0, 0, 0)
-		switch e {
-		case 0:
-			r.got = int(n)
-			return true
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		default:
-			r.errno = e
-			return true
-		}
-	}
-}
-
-func sockaddrToAddrPort(sa *unix.RawSockaddrInet4) netip.AddrPort {
-	p := (*[2]byte)(unsafe.Pointer(&sa.Port))
-	return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(p[0])<<8|uint16(p[1]))
-}
-
-func putSockaddr(sa *unix.RawSockaddrInet4, ap netip.AddrPort) {
-	sa.Family = unix.AF_INET
-	p := (*[2]byte)(unsafe.Pointer(&sa.Port))
-	p[0], p[1] = byte(ap.Port()>>8), byte(ap.Port())
-	sa.Addr = ap.Addr().As4()
+	return got, nil
 }
 
 // disableGSO switches to software segmentation for the rest of the

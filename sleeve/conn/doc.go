@@ -7,8 +7,9 @@
 // The underlay is IPv4 only: Listen takes an IPv4 address and every
 // destination must be IPv4.
 //
-// The batch calls use recvmmsg and sendmmsg directly on preallocated
-// message arrays rather than golang.org/x/net/ipv4.PacketConn: that
+// The batch calls run recvmmsg and sendmmsg on preallocated message arrays
+// through internal/mmsg, shared with the DNS server, rather than
+// golang.org/x/net/ipv4.PacketConn: that
 // package converts every source address into a freshly allocated
 // *net.UDPAddr, and the datapath must not allocate per packet.
 package conn

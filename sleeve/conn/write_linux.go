@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"weavemesh.dev/weave/internal/mmsg"
 )
 
 // msgMeta records where a prepared message came from, so a failed send
@@ -32,7 +34,7 @@ func (a pos) before(b pos) bool { return a.pkt < b.pkt || (a.pkt == b.pkt && a.o
 // datagrams, each message's iovecs slicing the caller's buffers in place.
 type writer struct {
 	fn       func(fd uintptr) bool
-	sendmmsg func(fd uintptr, msgs []unix.Mmsghdr) (int, syscall.Errno)
+	sendmmsg func(fd uintptr, msgs []unix.Mmsghdr) (int, syscall.Errno) // mmsg.Sendmmsg; tests inject refusals
 	msgs     []unix.Mmsghdr
 	meta     []msgMeta
 	iovs     []unix.Iovec
@@ -55,7 +57,7 @@ type writer struct {
 }
 
 func (w *writer) init() {
-	w.sendmmsg = sendmmsg
+	w.sendmmsg = mmsg.Sendmmsg
 	w.msgs = make([]unix.Mmsghdr, sendWindow)
 	w.meta = make([]msgMeta, sendWindow)
 	w.names = make([]unix.RawSockaddrInet4, sendWindow)
@@ -124,7 +126,7 @@ func (w *writer) fill(gso bool) int {
 		*m = msgMeta{pkt: w.next.pkt, off: w.next.off, len: length, gso: isGSO, iov0: len(w.iovs)}
 		w.advance(length, true)
 		m.niov = len(w.iovs) - m.iov0
-		putSockaddr(&w.names[nm], p.Addr)
+		mmsg.PutAddrPort4(&w.names[nm], p.Addr)
 		if isGSO {
 			putGSO(w.oob[nm*sendOOBLen:], p.SegSize)
 		}
@@ -269,11 +271,4 @@ func (c *Conn) writeFn(fd uintptr) bool {
 		w.sent, w.errno = n, e
 		return true
 	}
-}
-
-// sendmmsg is the system call; tests substitute it to inject kernel
-// refusals this kernel would not produce.
-func sendmmsg(fd uintptr, msgs []unix.Mmsghdr) (int, syscall.Errno) {
-	n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)), 0, 0, 0)
-	return int(n), e
 }

@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"weavemesh.dev/weave/internal/mmsg"
 )
 
 // TestFill checks how packets are cut into messages, without a kernel.
@@ -130,7 +132,7 @@ func refuseGSO(c *Conn, errno syscall.Errno, refusals *int) {
 				break
 			}
 		}
-		return sendmmsg(fd, msgs)
+		return mmsg.Sendmmsg(fd, msgs)
 	}
 }
 

@@ -2,55 +2,19 @@ package toobig
 
 import (
 	"encoding/json"
-	"errors"
-	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"weavemesh.dev/weave/internal/netnstest"
 )
-
-// The end-to-end test runs in namespaces named nsPrefix-<pid>-<role>; a
-// crashed run's leftovers are recognised by their dead PID and swept.
-const nsPrefix = "wvtb"
-
-func TestMain(m *testing.M) {
-	if os.Geteuid() == 0 {
-		sweepLeftovers()
-	}
-	os.Exit(m.Run())
-}
-
-func sweepLeftovers() {
-	ents, err := os.ReadDir("/var/run/netns")
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		parts := strings.SplitN(e.Name(), "-", 3)
-		if len(parts) < 3 || parts[0] != nsPrefix {
-			continue
-		}
-		pid, err := strconv.Atoi(parts[1])
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		if err := syscall.Kill(pid, 0); err == nil || errors.Is(err, syscall.EPERM) {
-			continue // still running
-		}
-		_ = netns.DeleteNamed(e.Name())
-	}
-}
 
 func sh(t *testing.T, args ...string) string {
 	t.Helper()
@@ -79,47 +43,21 @@ func linkInfo(t *testing.T, ns, dev string) (int, net.HardwareAddr) {
 	return ls[0].Ifindex, mac
 }
 
-// packetSocket opens an AF_PACKET socket inside the named namespace; the
-// socket keeps sending there after the thread returns home.
-func packetSocket(t *testing.T, ns string) int {
+// packetSocket opens an AF_PACKET socket inside the namespace at path;
+// the socket keeps sending there.
+func packetSocket(t *testing.T, path string) int {
 	t.Helper()
-	type result struct {
-		fd  int
-		err error
+	fd := -1
+	err := netnstest.Do(path, func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("packet socket in %s: %v", path, err)
 	}
-	ch := make(chan result)
-	go func() {
-		// A thread of its own, discarded (never unlocked) if it cannot
-		// return to its original namespace.
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			ch <- result{-1, err}
-			return
-		}
-		defer orig.Close()
-		target, err := netns.GetFromName(ns)
-		if err != nil {
-			ch <- result{-1, err}
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			ch <- result{-1, err}
-			return
-		}
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		ch <- result{fd, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatalf("packet socket in %s: %v", ns, r.err)
-	}
-	t.Cleanup(func() { unix.Close(r.fd) })
-	return r.fd
+	t.Cleanup(func() { unix.Close(fd) })
+	return fd
 }
 
 // TestPMTUEndToEnd hands answers to a real kernel: namespace A "sent" an
@@ -127,18 +65,17 @@ func packetSocket(t *testing.T, ns string) int {
 // as the sleeve would write it into the bridge, and A's routing must show
 // the lowered path MTU.
 func TestPMTUEndToEnd(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and a veth pair")
-	}
+	netnstest.NeedRoot(t)
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("needs iproute2's ip")
 	}
-	base := fmt.Sprintf("%s-%d", nsPrefix, os.Getpid())
+	// Named wvtb-PID-N-a and -b: a crashed run's leftovers are swept by
+	// their dead PID.
+	base := netnstest.Name("wvtb")
 	nsA, nsB := base+"-a", base+"-b"
+	paths := map[string]string{}
 	for _, ns := range []string{nsA, nsB} {
-		_ = netns.DeleteNamed(ns)
-		sh(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() { _ = netns.DeleteNamed(ns) })
+		paths[ns] = netnstest.Add(t, ns)
 		sh(t, "ip", "-n", ns, "link", "set", "lo", "up")
 	}
 	sh(t, "ip", "-n", nsA, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", nsB)
@@ -150,7 +87,7 @@ func TestPMTUEndToEnd(t *testing.T) {
 	sh(t, "ip", "-n", nsB, "link", "set", "vb", "up")
 	_, macA := linkInfo(t, nsA, "va")
 	vbIndex, macB := linkInfo(t, nsB, "vb")
-	fd := packetSocket(t, nsB)
+	fd := packetSocket(t, paths[nsB])
 
 	for _, tc := range []struct {
 		name    string

@@ -259,3 +259,70 @@ func TestIPAMPartitionPastReclaim(t *testing.T) {
 		t.Errorf("conflict reported: %s", c)
 	}
 }
+
+// TestIPAMLoneRouterJoins: a host re-installed with an empty data dir and
+// started alone splits the range only among itself and hands out an
+// address. When it is then connected to the mesh it gives its ring up for
+// the mesh's by itself, keeps its container's address (claimed back from
+// the mesh), and allocates on from the mesh's ring; no CONFLICT is left.
+func TestIPAMLoneRouterJoins(t *testing.T) {
+	cl := newCluster(t, harness.Options{Hosts: 3})
+	h1, h2, h3 := cl.Host(1), cl.Host(2), cl.Host(3)
+	for _, h := range []*harness.Host{h1, h3} {
+		if err := h.StartRouter("--ipalloc-init=consensus=2", h1.IP.String(), h3.IP.String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h2.StartRouter(); err != nil { // alone: it claims the range itself
+		t.Fatal(err)
+	}
+	lone, err := attachNew(t, h2, "lone1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitIPAMReady(t, []*harness.Host{h1, h3}, 2)
+	if _, err := h2.Weave("connect", h1.IP.String()); err != nil {
+		t.Fatal(err)
+	}
+	waitMesh(t, cl)
+	s1, err := ipamStatus(h1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name2 := selfName(t, h2)
+	waitIPAMSettled(t, cl.Hosts, ipamTimeout, "host2 on the mesh's ring with its address", func(h *harness.Host, st api.IPAMStatus) error {
+		switch {
+		case st.RingID != s1.RingID:
+			return fmt.Errorf("ring %s, the mesh's is %s", st.RingID, s1.RingID)
+		case len(st.Conflicts) > 0 || len(st.AddressConflicts) > 0:
+			return fmt.Errorf("conflicts: %v %v", st.Conflicts, st.AddressConflicts)
+		case st.PendingClaims > 0:
+			return fmt.Errorf("%d addresses still being claimed back", st.PendingClaims)
+		}
+		for _, p := range st.Peers {
+			if p.Name == name2 && p.Addresses == 0 {
+				return fmt.Errorf("host2 owns nothing yet")
+			}
+		}
+		return nil
+	})
+	st2, err := ipamStatus(h2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st2.Counters.RingsAdopted != 1 {
+		t.Errorf("host2 adopted %d rings, want 1", st2.Counters.RingsAdopted)
+	}
+	found := false
+	for _, a := range st2.Allocations {
+		found = found || a.Address == lone.String()
+	}
+	if !found {
+		t.Errorf("host2 no longer records %s", lone)
+	}
+	ps := attachMany(t, cl.Hosts, 2, "j")
+	if n := checkUnique(t, cl.Hosts); n != 7 {
+		t.Errorf("%d distinct addresses, want 7", n)
+	}
+	pingPairs(t, ps, time.Minute)
+}
