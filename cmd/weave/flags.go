@@ -29,6 +29,7 @@ type routerFlags struct {
 	mtu           int
 	advertiseAddr string
 	logLevel      string
+	logFormat     string
 	ipalloc       ipallocFlags
 	dns           dnsFlags
 	// Encryption.
@@ -51,6 +52,7 @@ func (f *routerFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.mtu, "mtu", router.DefaultMTU, fmt.Sprintf("overlay MTU, %d-%d", router.MinMTU, router.MaxMTU))
 	fs.StringVar(&f.advertiseAddr, "advertise-addr", "", "address other peers should use to reach this one, host or host:port (behind NAT)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text (key=value) or json (one object a line)")
 	f.ipalloc.register(fs)
 	f.dns.register(fs)
 	fs.StringVar(&f.password, "password", "",
@@ -124,6 +126,9 @@ func (f *routerFlags) config(httpAddr, version string, peers []string, getenv fu
 	}
 	level, err := parseLogLevel(f.logLevel)
 	if err != nil {
+		return cfg, 0, err
+	}
+	if _, err := f.logHandler(io.Discard, level); err != nil {
 		return cfg, 0, err
 	}
 	if f.name != "" {
@@ -200,6 +205,19 @@ func parseLogLevel(s string) (slog.Level, error) {
 	return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
 }
 
+// logHandler is the slog handler --log-format names, or an error naming
+// the flag.
+func (f *routerFlags) logHandler(w io.Writer, level slog.Level) (slog.Handler, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(f.logFormat) {
+	case "", "text":
+		return slog.NewTextHandler(w, opts), nil
+	case "json":
+		return slog.NewJSONHandler(w, opts), nil
+	}
+	return nil, usagef("--log-format %q: want text or json", f.logFormat)
+}
+
 // validHostPort accepts "host" or "host:port" (IPv6 as "[::1]:6783" or a
 // bare address).
 func validHostPort(s string) error {
@@ -245,6 +263,9 @@ func routerChild(exe string, cfg router.Config, f *routerFlags, environ []string
 		"--http-addr=" + cfg.HTTPAddr,
 		"--mtu=" + strconv.Itoa(cfg.MTU),
 		"--log-level=" + strings.ToLower(f.logLevel),
+	}
+	if f.logFormat != "" && f.logFormat != "text" {
+		args = append(args, "--log-format="+f.logFormat)
 	}
 	if cfg.Name != peer.None {
 		args = append(args, "--name="+cfg.Name.String())

@@ -49,7 +49,11 @@ wins over the file (docs/cli.md).`,
 			if err != nil {
 				return err
 			}
-			cfg.Logger = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+			h, err := f.logHandler(a.stderr, level)
+			if err != nil {
+				return err
+			}
+			cfg.Logger = slog.New(h)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return a.runRouter(ctx, cfg)
