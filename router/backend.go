@@ -48,6 +48,7 @@ func (r *Router) Status(ctx context.Context) (api.Status, error) {
 		Encryption:  len(r.cfg.Password) > 0,
 		Connections: map[string]int{ConnEstablished: 0, ConnRelayed: 0, ConnConnecting: 0, ConnFailed: 0},
 		Datapaths:   map[string]int{},
+		Fastdp:      r.kdp.status(),
 	}
 	if r.gossip == nil || r.sleeve == nil {
 		return st, nil

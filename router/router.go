@@ -64,6 +64,7 @@ type Router struct {
 	bridge *netdev.Bridge
 	eps    *endpointStore
 	api    *api.Server
+	kdp    *kernelDP // the kernel datapath (router/fastdp.go)
 
 	ready   atomic.Bool
 	update  chan struct{} // cap 1: links or topology changed
@@ -124,6 +125,11 @@ func Run(ctx context.Context, cfg Config) error {
 		dev.Close()
 		return fmt.Errorf("attach %s to bridge: %w", TAPName, err)
 	}
+	if r.kdp, err = startKernelDP(cfg, BridgeName, r.log); err != nil {
+		dev.Close()
+		return err
+	}
+	cleanup = append(cleanup, r.kdp.close)
 	udp, err := conn.Listen(conn.Options{Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(cfg.DataPort)), Logger: r.log})
 	if err != nil {
 		dev.Close()
