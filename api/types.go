@@ -49,6 +49,8 @@ type FastdpStatus struct {
 	// of the tunnel.
 	TxPackets uint64 `json:"tx_packets"`
 	RxPackets uint64 `json:"rx_packets"`
+	TxBytes   uint64 `json:"tx_bytes"`
+	RxBytes   uint64 `json:"rx_bytes"`
 	// Entries is the size of the device's forwarding table.
 	Entries int `json:"entries"`
 }

@@ -142,6 +142,7 @@ func (r *Router) Connections(ctx context.Context) ([]api.Connection, error) {
 		c.MTU = l.OverlayMTU
 		c.RTTMillis = float64(l.RTT) / float64(time.Millisecond)
 		c.Encrypted = r.sleeve.Encrypted(m.Name)
+		c.Datapath, c.DatapathReason = r.kdp.datapathOf(m.Name)
 		switch l.State {
 		case sleeve.LinkUp:
 			c.State = ConnEstablished

@@ -4,11 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"weavemesh.dev/weave/api"
 	"weavemesh.dev/weave/fastdp"
+	"weavemesh.dev/weave/gossip"
+	"weavemesh.dev/weave/mesh/macs"
+	"weavemesh.dev/weave/peer"
+	"weavemesh.dev/weave/sleeve"
 )
 
 // kernelDP is the router's side of the kernel datapath: what the kernel
@@ -21,6 +27,8 @@ type kernelDP struct {
 	dev    *fastdp.Device // nil: every pair on the sleeve
 	reason string         // why dev is nil
 	log    *slog.Logger
+
+	pairs *pairs // nil without dev (fastdp_pairs.go)
 }
 
 // startKernelDP probes the kernel and, unless the mode is sleeve, makes
@@ -29,7 +37,10 @@ type kernelDP struct {
 // and the sleeve (docs/fastdp.md, "Broadcast in mixed meshes"). In mode
 // fastdp a device that cannot be made is an error; in auto the router
 // carries on with the sleeve alone.
-func startKernelDP(cfg Config, bridge string, log *slog.Logger) (*kernelDP, error) {
+//
+// self and poke are for the probes: this router's name, and how to wake
+// its loop when a reply changes a pair's datapath.
+func startKernelDP(cfg Config, bridge string, self peer.Name, poke func(), log *slog.Logger) (*kernelDP, error) {
 	k := &kernelDP{mode: cfg.Datapath, caps: fastdp.Probe(), log: log.With("component", "fastdp")}
 	k.log.Info("kernel capabilities", "vxlan", k.caps.VXLAN.String(), "esp", k.caps.ESP.String())
 	if cfg.Datapath == DatapathSleeve {
@@ -71,6 +82,10 @@ func startKernelDP(cfg Config, bridge string, log *slog.Logger) (*kernelDP, erro
 	} else if !ch.Empty() {
 		k.log.Info("cleared the forwarding table of an earlier run", "changes", ch.String())
 	}
+	if err := k.startPairs(self, poke); err != nil {
+		k.dev.Remove()
+		return nil, err
+	}
 	k.log.Info("kernel datapath ready", "device", k.dev.Name(), "port", k.dev.Port(), "vni", k.dev.VNI(),
 		"mac", k.dev.MAC().String(), "mtu", k.dev.MTU())
 	return k, nil
@@ -81,11 +96,45 @@ func (k *kernelDP) close() {
 	if k == nil || k.dev == nil {
 		return
 	}
+	k.pairs.close()
 	if err := k.dev.Remove(); err != nil {
 		k.log.Warn("cannot remove the VXLAN device", "device", k.dev.Name(), "err", err)
 		return
 	}
 	k.log.Info("removed the VXLAN device", "device", k.dev.Name())
+}
+
+// refresh brings the pairs' datapaths up to date (see pairs.refresh); a
+// router without the device has nothing to do.
+func (k *kernelDP) refresh(alive map[peer.Name]gossip.Member, sl *sleeve.Engine, mt *macs.Table, mtu int) {
+	if k == nil || k.pairs == nil {
+		return
+	}
+	k.pairs.refresh(alive, sl, mt, mtu, time.Now())
+}
+
+// forgetOnPort deletes what the bridge learned about macs on port ifname.
+// When a pair moves to fastdp the bridge would otherwise keep sending the
+// peer's MACs to the TAP, where the sleeve no longer carries them, until a
+// frame from each arrived through the tunnel.
+func forgetOnPort(ifname string, macs []fastdp.MAC) error {
+	l, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return fmt.Errorf("look up %s: %w", ifname, err)
+	}
+	var errs []error
+	for _, m := range macs {
+		err := netlink.NeighDel(&netlink.Neigh{
+			LinkIndex: l.Attrs().Index, Family: unix.AF_BRIDGE, Flags: netlink.NTF_MASTER, HardwareAddr: m.HardwareAddr(),
+		})
+		if err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("%s: %w", m, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("forget learned MACs on %s: %w", ifname, errors.Join(errs...))
+	}
+	return nil
 }
 
 // setPortIsolated sets the bridge port flag that keeps isolated ports from
@@ -125,6 +174,7 @@ func (k *kernelDP) status() *api.FastdpStatus {
 	c, err := k.dev.Counters()
 	errs = append(errs, err)
 	st.TxPackets, st.RxPackets = c.TxPackets, c.RxPackets
+	st.TxBytes, st.RxBytes = c.TxBytes, c.RxBytes
 	es, err := k.dev.Entries()
 	errs = append(errs, err)
 	st.Entries = len(es)

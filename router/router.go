@@ -125,7 +125,7 @@ func Run(ctx context.Context, cfg Config) error {
 		dev.Close()
 		return fmt.Errorf("attach %s to bridge: %w", TAPName, err)
 	}
-	if r.kdp, err = startKernelDP(cfg, BridgeName, r.log); err != nil {
+	if r.kdp, err = startKernelDP(cfg, BridgeName, r.name, r.poke, r.log); err != nil {
 		dev.Close()
 		return err
 	}
@@ -161,6 +161,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Name: r.name, Nickname: cfg.Nickname, Port: cfg.Port,
 		AdvertiseAddr: cfg.AdvertiseAddr, DataPort: cfg.DataPort,
 		ProtoMin: wire.Version, ProtoMax: wire.Version, Version: cfg.Version,
+		Fastdp:  r.kdp.gossipMeta(),
 		DataDir: cfg.DataDir, Logger: r.log,
 		SecretKey: keys.gossip, Label: "weave/" + cfg.MeshName,
 	})
@@ -301,6 +302,7 @@ func (r *Router) refresh() {
 		}
 	}
 	r.sleeve.SetPeers(infos)
+	r.kdp.refresh(alive, r.sleeve, r.macs, r.cfg.MTU)
 
 	if delta := r.topo.SetLocal(r.sleeve.Down()); delta != nil {
 		r.publish(delta, alive)
