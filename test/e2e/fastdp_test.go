@@ -347,3 +347,43 @@ func TestFastdpKillLeavesOneDevice(t *testing.T) {
 		t.Errorf("after weave stop: %v %q; want no VXLAN device", err, out)
 	}
 }
+
+// TestFastdpRelayedPairOnSleeve: three hosts on fastdp; with the underlay
+// between host1 and host2 cut, their pair is relayed through host3 on the
+// sleeve while both keep fastdp with host3, and traffic between them
+// flows. Healed, the pair returns to fastdp.
+func TestFastdpRelayedPairOnSleeve(t *testing.T) {
+	m := startMeshWith(t, harness.Options{Hosts: 3}, 1, func(*harness.Host) []string { return []string{"--datapath", "fastdp"} })
+	h1, h2, h3 := m.cl.Host(1), m.cl.Host(2), m.cl.Host(3)
+	waitDatapath(t, h1, h2, "fastdp", fastdpTimeout)
+	if err := m.cl.Cut(h1, h2); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.cl.Heal(h1, h2) })
+	err := harness.PollFor(meshTimeout, "host1 -> host2 relayed", func(context.Context) error {
+		c, err := h1.ConnectionTo(h2)
+		if err != nil {
+			return err
+		}
+		if c.State != "relayed" || c.Datapath != "sleeve" {
+			return fmt.Errorf("%s on %s (%s)", c.State, c.Datapath, c.DatapathReason)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitDatapath(t, h1, h3, "fastdp", fastdpTimeout)
+	waitDatapath(t, h2, h3, "fastdp", fastdpTimeout)
+	ctx := ctxFor(t, 2*time.Minute)
+	if err := ping(ctx, m.ctrs[0][0], m.ctrs[1][0].IP()); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.cl.Heal(h1, h2); err != nil {
+		t.Fatal(err)
+	}
+	waitDatapath(t, h1, h2, "fastdp", meshTimeout)
+	if err := ping(ctx, m.ctrs[0][0], m.ctrs[1][0].IP()); err != nil {
+		t.Error(err)
+	}
+}
