@@ -52,7 +52,8 @@ func startKernelDP(cfg Config, bridge string, self peer.Name, poke func(), log *
 		} else if gone {
 			k.log.Info("removed the VXLAN device of an earlier run", "device", fastdp.DefaultName)
 		}
-		return k, setPortIsolated(TAPName, false)
+		k.unisolateTAP()
+		return k, nil
 	}
 	var err error
 	if !k.caps.VXLAN.Available {
@@ -69,7 +70,8 @@ func startKernelDP(cfg Config, bridge string, self peer.Name, poke func(), log *
 		}
 		k.reason = err.Error()
 		k.log.Warn("no kernel datapath; every pair uses the sleeve", "err", err)
-		return k, setPortIsolated(TAPName, false)
+		k.unisolateTAP()
+		return k, nil
 	}
 	if err := setPortIsolated(TAPName, true); err != nil {
 		k.dev.Remove()
@@ -89,6 +91,15 @@ func startKernelDP(cfg Config, bridge string, self peer.Name, poke func(), log *
 	k.log.Info("kernel datapath ready", "device", k.dev.Name(), "port", k.dev.Port(), "vni", k.dev.VNI(),
 		"mac", k.dev.MAC().String(), "mtu", k.dev.MTU())
 	return k, nil
+}
+
+// unisolateTAP undoes the isolation an earlier run with a device set
+// (the TAP may outlive the router). Without a VXLAN port nothing depends
+// on it, so a kernel without port isolation is no reason to fail.
+func (k *kernelDP) unisolateTAP() {
+	if err := setPortIsolated(TAPName, false); err != nil {
+		k.log.Debug("cannot clear the TAP's bridge port isolation", "err", err)
+	}
 }
 
 // close removes the device and so every forwarding entry the router made.
