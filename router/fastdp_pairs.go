@@ -9,6 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"weavemesh.dev/weave/fastdp"
 	"weavemesh.dev/weave/gossip"
 	"weavemesh.dev/weave/mesh/macs"
@@ -28,6 +31,12 @@ const (
 	// reconcileEvery bounds how long a forwarding table changed behind
 	// the router's back (or a failed update) goes unrepaired.
 	reconcileEvery = 10 * time.Second
+	// keepMACsEvery is how often the MACs the bridge saw arrive through
+	// the tunnel are refreshed in the MAC table (whose entries live
+	// macs.DefaultTTL, 10 minutes), and tunnelSeenWithin how recent that
+	// must have been.
+	keepMACsEvery    = 30 * time.Second
+	tunnelSeenWithin = time.Minute
 )
 
 // Datapath names, as the API shows them.
@@ -51,6 +60,7 @@ type pairs struct {
 	// The rest is the router loop's.
 	lastProbe     time.Time
 	lastReconcile time.Time
+	lastKeepMACs  time.Time
 	lastWant      fastdp.Desired
 	lastErr       string
 	fast          map[peer.Name]bool // the pairs on fastdp now
@@ -211,6 +221,12 @@ func (ps *pairs) refresh(alive map[peer.Name]gossip.Member, sl *sleeve.Engine, m
 	if !entering {
 		sl.SetKernelPeers(slices.Collect(maps.Keys(fast)))
 	}
+	if len(ps.fast) > 0 && now.Sub(ps.lastKeepMACs) >= keepMACsEvery {
+		ps.lastKeepMACs = now
+		if err := keepTunnelMACs(k.dev.Index(), mt, ps.fast, now); err != nil {
+			k.log.Debug("cannot read what the bridge learned through the tunnel", "err", err)
+		}
+	}
 	if !desiredEqual(want, ps.lastWant) || now.Sub(ps.lastReconcile) >= reconcileEvery {
 		ps.reconcile(want, now)
 	}
@@ -290,6 +306,36 @@ func (ps *pairs) reconcile(want fastdp.Desired, now time.Time) {
 
 func desiredEqual(a, b fastdp.Desired) bool {
 	return slices.Equal(a.Flood, b.Flood) && maps.Equal(a.Unicast, b.Unicast)
+}
+
+// keepTunnelMACs refreshes, in the MAC table, each MAC behind a fastdp
+// peer that the bridge saw arrive through the tunnel (port index) within
+// tunnelSeenWithin. The router learns where MACs live from the sleeve,
+// which unicast on fastdp no longer crosses; without this a MAC that sends
+// no broadcast would expire from the table, and so from the forwarding
+// table, and its frames would go to every fastdp peer.
+func keepTunnelMACs(index int, mt *macs.Table, fast map[peer.Name]bool, now time.Time) error {
+	ns, err := netlink.NeighList(index, unix.AF_BRIDGE)
+	if err != nil {
+		return fmt.Errorf("list the bridge's entries on the VXLAN port: %w", err)
+	}
+	const userHZ = 100 // the unit of NDA_CACHEINFO's ages
+	within := uint32(tunnelSeenWithin / time.Second * userHZ)
+	sec := now.Unix()
+	for _, n := range ns {
+		// The bridge's entries (a master, no NTF_SELF), learned (not
+		// permanent, not static).
+		learned := n.MasterIndex != 0 && n.Flags&netlink.NTF_SELF == 0 &&
+			n.State&(netlink.NUD_PERMANENT|netlink.NUD_NOARP) == 0
+		if !learned || len(n.HardwareAddr) != 6 || n.Updated > within || (n.LinkIndex != 0 && n.LinkIndex != index) {
+			continue
+		}
+		a := macs.AddrFrom(n.HardwareAddr)
+		if owner, ok := mt.Lookup(a, sec); ok && fast[owner] {
+			mt.Learn(a, owner, sec)
+		}
+	}
+	return nil
 }
 
 // close stops the prober.

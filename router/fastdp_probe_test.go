@@ -2,22 +2,25 @@ package router
 
 import (
 	"log/slog"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 
 	"weavemesh.dev/weave/fastdp"
 	"weavemesh.dev/weave/internal/netnstest"
+	"weavemesh.dev/weave/mesh/macs"
 	"weavemesh.dev/weave/peer"
 )
 
-// The prober's socket sends full-size frames into the VXLAN device (its
-// counters see each, of 14+MTU bytes), and close stops its goroutine.
-// Runs as root in a throwaway namespace.
-func TestProberSendsFullFramesAndStops(t *testing.T) {
+// testDevice enters a throwaway namespace with a bridge "weave", an
+// underlay veth holding 192.0.2.1/24 and the VXLAN device; root only.
+func testDevice(t *testing.T) *fastdp.Device {
+	t.Helper()
 	netnstest.NeedRoot(t)
 	netnstest.Enter(t, netnstest.Name("wvrt")+"-host")
 	netnstest.Loopback(t)
@@ -42,6 +45,44 @@ func TestProberSendsFullFramesAndStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dev.Remove() })
+	return dev
+}
+
+// MACs the bridge learned on the VXLAN port keep their MAC table entries
+// alive while their peer is on fastdp; others age as before.
+func TestKeepTunnelMACs(t *testing.T) {
+	dev := testDevice(t)
+	fastMAC, sleeveMAC := net.HardwareAddr{2, 0, 0, 0, 1, 1}, net.HardwareAddr{2, 0, 0, 0, 2, 2}
+	for _, m := range []net.HardwareAddr{fastMAC, sleeveMAC} {
+		err := netlink.NeighAdd(&netlink.Neigh{LinkIndex: dev.Index(), Family: unix.AF_BRIDGE,
+			Flags: netlink.NTF_MASTER, State: netlink.NUD_REACHABLE, HardwareAddr: m})
+		if err != nil {
+			t.Fatalf("add a learned entry: %v", err)
+		}
+	}
+	const fastPeer, sleevePeer = peer.Name(7), peer.Name(8)
+	now := time.Now()
+	mt := macs.New(10*time.Minute, nil)
+	old := now.Add(-9 * time.Minute).Unix()
+	mt.Learn(macs.AddrFrom(fastMAC), fastPeer, old)
+	mt.Learn(macs.AddrFrom(sleeveMAC), sleevePeer, old)
+	if err := keepTunnelMACs(dev.Index(), mt, map[peer.Name]bool{fastPeer: true}, now); err != nil {
+		t.Fatal(err)
+	}
+	later := now.Add(2 * time.Minute).Unix()
+	if owner, ok := mt.Lookup(macs.AddrFrom(fastMAC), later); !ok || owner != fastPeer {
+		t.Errorf("the fastdp peer's MAC was not kept: %v %v", owner, ok)
+	}
+	if _, ok := mt.Lookup(macs.AddrFrom(sleeveMAC), later); ok {
+		t.Error("a sleeve peer's MAC was kept alive by the tunnel's entries")
+	}
+}
+
+// The prober's socket sends full-size frames into the VXLAN device (its
+// counters see each, of 14+MTU bytes), and close stops its goroutine.
+// Runs as root in a throwaway namespace.
+func TestProberSendsFullFramesAndStops(t *testing.T) {
+	dev := testDevice(t)
 	peerMAC := fastdp.MAC{2, 0, 0, 0, 0, 9}
 	if _, err := dev.Reconcile(fastdp.Desired{Unicast: map[fastdp.MAC]netip.Addr{peerMAC: netip.MustParseAddr("192.0.2.9")}}); err != nil {
 		t.Fatal(err)
