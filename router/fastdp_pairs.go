@@ -241,6 +241,11 @@ func (ps *pairs) refresh(alive map[peer.Name]gossip.Member, sl *sleeve.Engine, m
 			k.log.Warn("cannot make the bridge forget MACs of peers that left fastdp; they relearn within 300s", "err", err)
 		}
 	}
+	for n := range ps.fast {
+		if _, ok := alive[n]; !ok {
+			k.log.Info("pair no longer on fastdp: the peer is gone", "peer", n)
+		}
+	}
 	for n := range alive {
 		if fast[n] != ps.fast[n] {
 			if fast[n] {
