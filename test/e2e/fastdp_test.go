@@ -387,3 +387,32 @@ func TestFastdpRelayedPairOnSleeve(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestFastdpWithPassword: with a mesh password a pair stays on the
+// encrypted sleeve, saying why, unless both ends trust each other's
+// subnet, when it may use (plain) fastdp.
+func TestFastdpWithPassword(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		extra   []string
+		want    string
+		because string
+	}{
+		{"password only", nil, "sleeve", "--trusted-subnets"},
+		{"trusted subnets", []string{"--trusted-subnets=" + harness.DefaultUnderlay.String()}, "fastdp", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := startMeshWith(t, harness.Options{Hosts: 2}, 1, func(*harness.Host) []string {
+				return append([]string{"--password=" + meshPassword}, tc.extra...)
+			})
+			h1, h2 := m.cl.Host(1), m.cl.Host(2)
+			c := waitDatapath(t, h1, h2, tc.want, fastdpTimeout)
+			if !strings.Contains(c.DatapathReason, tc.because) {
+				t.Errorf("on %s because %q; want %q named", c.Datapath, c.DatapathReason, tc.because)
+			}
+			if err := ping(ctxFor(t, time.Minute), m.ctrs[0][0], m.ctrs[1][0].IP()); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
