@@ -32,6 +32,7 @@ type routerFlags struct {
 	logFormat     string
 	ipalloc       ipallocFlags
 	dns           dnsFlags
+	fastdp        fastdpFlags
 	// Encryption.
 	password       string
 	passwordFile   string
@@ -55,6 +56,7 @@ func (f *routerFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text (key=value) or json (one object a line)")
 	f.ipalloc.register(fs)
 	f.dns.register(fs)
+	f.fastdp.register(fs)
 	fs.StringVar(&f.password, "password", "",
 		"mesh password: encrypts gossip and data (also env "+passwordEnv+"; --password-file keeps it out of ps and shell history)")
 	fs.StringVar(&f.passwordFile, "password-file", "", "file holding the mesh password (preferred way to give it)")
@@ -188,6 +190,9 @@ func (f *routerFlags) config(httpAddr, version string, peers []string, getenv fu
 	if err := f.dns.apply(&cfg); err != nil {
 		return cfg, 0, err
 	}
+	if err := f.fastdp.apply(&cfg); err != nil {
+		return cfg, 0, err
+	}
 	return cfg, level, nil
 }
 
@@ -316,6 +321,7 @@ func routerChild(exe string, cfg router.Config, f *routerFlags, environ []string
 	}
 	args = append(args, ipallocArgs(cfg)...)
 	args = append(args, dnsArgs(cfg)...)
+	args = append(args, fastdpArgs(cfg)...)
 	// Peers after "--" so that none is taken for a flag.
 	args = append(args, "--")
 	args = append(args, cfg.Peers...)

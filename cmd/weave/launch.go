@@ -283,6 +283,9 @@ func (a *app) stopCmd() *cobra.Command {
 			defer c.CloseIdleConnections()
 			ctx := cmd.Context()
 			if err := c.Stop(ctx); err != nil {
+				if errors.Is(err, api.ErrNoRouter) {
+					removeFastdpLeftover(a.stderr)
+				}
 				return err
 			}
 			return a.waitStopped(ctx, c)
