@@ -29,6 +29,33 @@ type Status struct {
 	// DatapathFailures counts, by datapath, the times one stopped on an
 	// error and had to be restarted (retries of one failure count once).
 	DatapathFailures map[string]uint64 `json:"datapath_failures,omitempty"`
+	// Fastdp is the kernel datapath on this host (docs/fastdp.md).
+	Fastdp *FastdpStatus `json:"fastdp,omitempty"`
+}
+
+// FastdpStatus is the state of the kernel VXLAN datapath on one host.
+type FastdpStatus struct {
+	Mode string `json:"mode"` // --datapath: auto, fastdp or sleeve
+	// VXLAN and ESP are what the kernel can do: "available" or
+	// "not available: REASON".
+	VXLAN string `json:"vxlan"`
+	ESP   string `json:"esp"`
+	// Device is the VXLAN device's name while the router uses one;
+	// otherwise Reason says why there is none.
+	Device     string `json:"device,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	Port       int    `json:"port,omitempty"` // its UDP port
+	VNI        uint32 `json:"vni,omitempty"`
+	MAC        string `json:"mac,omitempty"`
+	TxChecksum bool   `json:"tx_checksum"` // tx-checksum-ip-generic on
+	// Kernel counters of the device: frames sent into and received out
+	// of the tunnel.
+	TxPackets uint64 `json:"tx_packets"`
+	RxPackets uint64 `json:"rx_packets"`
+	TxBytes   uint64 `json:"tx_bytes"`
+	RxBytes   uint64 `json:"rx_bytes"`
+	// Entries is the size of the device's forwarding table.
+	Entries int `json:"entries"`
 }
 
 // Peer is one member of the mesh as gossip sees it (GET /status/peers).
@@ -61,6 +88,9 @@ type Connection struct {
 	Encrypted bool    `json:"encrypted"`
 	MTU       int     `json:"mtu"` // largest overlay frame payload the path carries
 	RTTMillis float64 `json:"rtt_ms"`
+	// DatapathReason says why a direct pair is on the sleeve rather than
+	// fastdp ("fastdp" or "sleeve" is Datapath).
+	DatapathReason string `json:"datapath_reason,omitempty"`
 }
 
 // PeersRequest is the body of POST /connect and POST /forget.

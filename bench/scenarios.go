@@ -35,9 +35,13 @@ const ContainerMTU = 1376
 var scenarios = []Scenario{
 	{Key: "underlay", Title: "bare underlay", Setup: setupUnderlay},
 	{Key: "vxlan", Title: "kernel VXLAN", Setup: setupVXLAN},
-	{Key: "sleeve", Title: "weave sleeve", Setup: weaveSetup()},
+	// weave with its default flags uses the kernel's VXLAN between two
+	// hosts that reach each other (fastdp); the target is 0.95x the
+	// hand-made VXLAN row.
+	{Key: "fastdp", Title: "weave fastdp", Setup: weaveSetup("fastdp")},
+	{Key: "sleeve", Title: "weave sleeve", Setup: weaveSetup("sleeve")},
 	// The password is a benchmark fixture, not a secret.
-	{Key: "sleeve-enc", Title: "weave sleeve, encrypted", Setup: weaveSetup("--password=bench-mesh-password")},
+	{Key: "sleeve-enc", Title: "weave sleeve, encrypted", Setup: weaveSetup("sleeve", "--password=bench-mesh-password")},
 }
 
 // referenceKey names the scenario the throughput ratios are relative to.
@@ -89,9 +93,11 @@ func setupVXLAN(ctx context.Context, cl *harness.Cluster) (*Endpoints, error) {
 }
 
 // weaveSetup returns a setup that starts a weave router on each host (host2
-// joins host1) with routerArgs, and attaches one container per host with
-// `weave attach`.
-func weaveSetup(routerArgs ...string) func(context.Context, *harness.Cluster) (*Endpoints, error) {
+// joins host1) with --datapath datapath and routerArgs, attaches one
+// container per host with `weave attach`, and waits until host1's
+// connection to host2 is established on that datapath.
+func weaveSetup(datapath string, routerArgs ...string) func(context.Context, *harness.Cluster) (*Endpoints, error) {
+	routerArgs = append([]string{"--datapath=" + datapath}, routerArgs...)
 	return func(ctx context.Context, cl *harness.Cluster) (*Endpoints, error) {
 		h1, h2 := cl.Host(1), cl.Host(2)
 		if err := h1.StartRouterCtx(ctx, routerArgs...); err != nil {
@@ -119,8 +125,8 @@ func weaveSetup(routerArgs ...string) func(context.Context, *harness.Cluster) (*
 			if err != nil {
 				return err
 			}
-			if c.State != "established" {
-				return fmt.Errorf("state %q", c.State)
+			if c.State != "established" || c.Datapath != datapath {
+				return fmt.Errorf("state %q on %s (%s)", c.State, c.Datapath, c.DatapathReason)
 			}
 			return nil
 		})

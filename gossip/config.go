@@ -38,6 +38,9 @@ type Config struct {
 	DataPort           int    // required: sleeve UDP port, advertised in metadata
 	ProtoMin, ProtoMax uint8  // required: sleeve protocol versions spoken, 1 <= ProtoMin <= ProtoMax
 	Version            string // optional: software version, advertised in metadata
+	// Fastdp, when not zero, advertises this peer's kernel datapath in
+	// its metadata (format 2). Optional: zero, sleeve only.
+	Fastdp Fastdp
 
 	DataDir string // required: the known-peers file lives here
 

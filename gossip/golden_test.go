@@ -16,6 +16,8 @@ func TestWireGolden(t *testing.T) {
 	const from = peer.Name(0x0a0b0c0d0e0f)
 	m1 := meta{protoMin: 1, protoMax: 2, dataPort: 6784, nickname: "host-a", version: "1.0.0"}
 	m2 := meta{leaving: true, protoMin: 1, protoMax: 1, dataPort: 6784}
+	m3 := meta{protoMin: 2, protoMax: 2, dataPort: 6784, nickname: "host-b", version: "1.1.0",
+		fastdp: Fastdp{MAC: [6]byte{0x0e, 0x01, 0x02, 0x03, 0x04, 0x05}, Port: 6786, VNI: 5561878}}
 	pp := []stateEntry{{channel: []byte("topology"), state: []byte{1, 0}}, {channel: []byte("dns"), state: []byte{}}}
 	frameOf := func(b []byte) (any, error) {
 		f, err := decodeFrame(b)
@@ -36,6 +38,7 @@ func TestWireGolden(t *testing.T) {
 		{"push-pull", appendPushPull(nil, pp), func(b []byte) (any, error) { return decodePushPull(b) }, pp},
 		{"meta", appendMeta(nil, m1), func(b []byte) (any, error) { return decodeMeta(b) }, m1},
 		{"meta-leaving", appendMeta(nil, m2), func(b []byte) (any, error) { return decodeMeta(b) }, m2},
+		{"meta-fastdp", appendMeta(nil, m3), func(b []byte) (any, error) { return decodeMeta(b) }, m3},
 	}
 	var vs []golden.Vector
 	for _, v := range vectors {

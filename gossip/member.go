@@ -51,6 +51,7 @@ type Member struct {
 	ProtoMin   uint8          // sleeve protocol versions spoken
 	ProtoMax   uint8
 	Version    string
+	Fastdp     Fastdp // the peer's kernel datapath; zero: sleeve only
 	State      MemberState
 	Since      time.Time // when State last changed, by the local clock
 	// MetaErr is set when the member's metadata could not be decoded (a
@@ -82,6 +83,7 @@ func (n *Node) applyNode(e *memberEntry, mn *memberlist.Node) {
 		e.m.Nickname, e.m.Version = "", ""
 		e.m.ProtoMin, e.m.ProtoMax = 0, 0
 		e.m.DataAddr = netip.AddrPort{}
+		e.m.Fastdp = Fastdp{}
 		e.leaving = false
 		n.stats.decodeErrors.Add(1)
 		if ok, suppressed := n.logLimit.allow("meta " + mn.Name); ok {
@@ -94,6 +96,7 @@ func (n *Node) applyNode(e *memberEntry, mn *memberlist.Node) {
 	e.m.Nickname, e.m.Version = md.nickname, md.version
 	e.m.ProtoMin, e.m.ProtoMax = md.protoMin, md.protoMax
 	e.m.DataAddr = netip.AddrPortFrom(ip, md.dataPort)
+	e.m.Fastdp = md.fastdp
 	e.leaving = md.leaving
 }
 

@@ -19,13 +19,38 @@ import (
 //	[6]    nickname length n, then n bytes of nickname
 //	       version length m, then m bytes of software version
 //
+// Format version 2, written only by a peer that offers the kernel datapath
+// (fastdp), appends after the version:
+//
+//	[0:6]  the VXLAN device's MAC address
+//	[6:8]  its UDP port, big-endian
+//	[8:11] its VNI, big-endian
+//
+// A peer that offers no fastdp writes format 1, so a mesh's metadata is
+// unchanged until fastdp is used, and a peer whose metadata has no fastdp
+// fields (an older version, --datapath sleeve, no VXLAN) is sleeve-only.
+//
 // A later format version may only append fields, so a decoder reads the
 // version-1 prefix of any newer format and ignores the rest; this lets a
 // mesh be upgraded one peer at a time.
 const (
-	metaFormat      = 1
-	metaFlagLeaving = 1 << 0
+	metaFormat       = 1
+	metaFormatFastdp = 2
+	metaFlagLeaving  = 1 << 0
+	metaFastdpLen    = 11
 )
+
+// Fastdp is what a peer publishes of its kernel datapath: the VXLAN
+// device's address (the target of probe frames), its UDP port and VNI.
+// The zero value means the peer offers none.
+type Fastdp struct {
+	MAC  [6]byte
+	Port uint16
+	VNI  uint32 // 24 bits
+}
+
+// IsZero reports whether the peer offers no kernel datapath.
+func (f Fastdp) IsZero() bool { return f == Fastdp{} }
 
 // MaxNicknameLen and MaxVersionLen bound the free-text metadata so the
 // encoding always fits memberlist's 512-byte metadata limit.
@@ -42,6 +67,7 @@ type meta struct {
 	dataPort uint16
 	nickname string
 	version  string
+	fastdp   Fastdp
 }
 
 var errMetaEmpty = errors.New("metadata is empty")
@@ -52,12 +78,21 @@ func appendMeta(b []byte, m meta) []byte {
 	if m.leaving {
 		flags |= metaFlagLeaving
 	}
-	b = append(b, metaFormat, flags, m.protoMin, m.protoMax)
+	format := byte(metaFormat)
+	if !m.fastdp.IsZero() {
+		format = metaFormatFastdp
+	}
+	b = append(b, format, flags, m.protoMin, m.protoMax)
 	b = binary.BigEndian.AppendUint16(b, m.dataPort)
 	b = append(b, byte(len(m.nickname)))
 	b = append(b, m.nickname...)
 	b = append(b, byte(len(m.version)))
 	b = append(b, m.version...)
+	if !m.fastdp.IsZero() {
+		b = append(b, m.fastdp.MAC[:]...)
+		b = binary.BigEndian.AppendUint16(b, m.fastdp.Port)
+		b = append(b, byte(m.fastdp.VNI>>16), byte(m.fastdp.VNI>>8), byte(m.fastdp.VNI))
+	}
 	return b
 }
 
@@ -87,7 +122,19 @@ func decodeMeta(b []byte) (meta, error) {
 	if err != nil {
 		return meta{}, err
 	}
-	if format == metaFormat && len(rest) != 0 {
+	if format >= metaFormatFastdp {
+		if len(rest) < metaFastdpLen {
+			return meta{}, fmt.Errorf("metadata format %d is truncated inside the fastdp fields", format)
+		}
+		copy(m.fastdp.MAC[:], rest[0:6])
+		m.fastdp.Port = binary.BigEndian.Uint16(rest[6:8])
+		m.fastdp.VNI = uint32(rest[8])<<16 | uint32(rest[9])<<8 | uint32(rest[10])
+		rest = rest[metaFastdpLen:]
+		if m.fastdp.Port == 0 && !m.fastdp.IsZero() {
+			return meta{}, errors.New("metadata fastdp port is 0")
+		}
+	}
+	if format <= metaFormatFastdp && len(rest) != 0 {
 		return meta{}, fmt.Errorf("metadata has %d trailing bytes", len(rest))
 	}
 	if m.protoMin == 0 || m.protoMin > m.protoMax {

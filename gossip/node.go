@@ -143,6 +143,7 @@ func (n *Node) setMeta(leaving bool) {
 		dataPort: uint16(n.cfg.DataPort),
 		nickname: n.cfg.Nickname,
 		version:  n.cfg.Version,
+		fastdp:   n.cfg.Fastdp,
 	})
 	n.meta.Store(&b)
 }

@@ -49,6 +49,7 @@ func (r *Router) Status(ctx context.Context) (api.Status, error) {
 		Encryption:  len(r.cfg.Password) > 0,
 		Connections: map[string]int{ConnEstablished: 0, ConnRelayed: 0, ConnConnecting: 0, ConnFailed: 0},
 		Datapaths:   map[string]int{},
+		Fastdp:      r.kdp.status(),
 	}
 	if r.gossip == nil || r.sleeve == nil {
 		return st, nil
@@ -143,6 +144,7 @@ func (r *Router) Connections(ctx context.Context) ([]api.Connection, error) {
 		c.MTU = l.OverlayMTU
 		c.RTTMillis = float64(l.RTT) / float64(time.Millisecond)
 		c.Encrypted = r.sleeve.Encrypted(m.Name)
+		c.Datapath, c.DatapathReason = r.kdp.datapathOf(m.Name)
 		switch l.State {
 		case sleeve.LinkUp:
 			c.State = ConnEstablished

@@ -72,6 +72,14 @@ type Config struct {
 	PluginSocket string
 	NoPlugin     bool
 	Logger       *slog.Logger
+
+	// The kernel datapath (router/fastdp.go): --datapath (DatapathAuto,
+	// DatapathFastdp or DatapathSleeve; default auto), the VXLAN UDP port
+	// (default fastdp.DefaultPort, distinct from Port and DataPort), and
+	// whether to turn the device's tx-checksum-ip-generic off.
+	Datapath           string
+	FastdpPort         int
+	FastdpNoTxChecksum bool
 }
 
 // withDefaults validates c and fills in defaults, naming any bad field.
@@ -123,6 +131,9 @@ func (c Config) withDefaults() (Config, error) {
 		if err := validPeerAddr(p); err != nil {
 			return c, err
 		}
+	}
+	if err := c.fastdpDefaults(); err != nil {
+		return c, err
 	}
 	return c, nil
 }

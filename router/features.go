@@ -175,8 +175,19 @@ func (r *Router) datapathStats() []feature.DatapathStats {
 		return nil
 	}
 	s := r.sleeve.Stats()
-	return []feature.DatapathStats{{
+	out := []feature.DatapathStats{{
 		Name: "sleeve", TxFrames: s.TxFrames, RxFrames: s.RxFrames, TxBytes: s.TxBytes, RxBytes: s.RxBytes,
 		Relayed: s.Relayed, Drops: s.Drops, Failures: r.dp.counts()["sleeve"],
 	}}
+	if r.kdp != nil && r.kdp.dev != nil {
+		// The kernel's counters of the VXLAN device: frames into and out
+		// of the tunnel, and what it dropped or failed to send.
+		if c, err := r.kdp.dev.Counters(); err == nil {
+			out = append(out, feature.DatapathStats{
+				Name: "fastdp", TxFrames: c.TxPackets, RxFrames: c.RxPackets, TxBytes: c.TxBytes, RxBytes: c.RxBytes,
+				Drops: map[string]uint64{"rx_dropped": c.RxDropped, "tx_dropped": c.TxDropped, "rx_errors": c.RxErrors, "tx_errors": c.TxErrors},
+			})
+		}
+	}
+	return out
 }

@@ -66,6 +66,7 @@ type Router struct {
 	bridge *netdev.Bridge
 	eps    *endpointStore
 	api    *api.Server
+	kdp    *kernelDP // the kernel datapath (router/fastdp.go)
 
 	ready   atomic.Bool
 	update  chan struct{} // cap 1: links or topology changed
@@ -131,6 +132,11 @@ func Run(ctx context.Context, cfg Config) error {
 		dev.Close()
 		return fmt.Errorf("attach %s to bridge: %w", TAPName, err)
 	}
+	if r.kdp, err = startKernelDP(cfg, BridgeName, r.name, r.poke, r.log); err != nil {
+		dev.Close()
+		return err
+	}
+	cleanup = append(cleanup, r.kdp.close)
 	udp, err := conn.Listen(conn.Options{Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(cfg.DataPort)), Logger: r.log})
 	if err != nil {
 		dev.Close()
@@ -165,6 +171,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Name: r.name, Nickname: cfg.Nickname, Port: cfg.Port,
 		AdvertiseAddr: cfg.AdvertiseAddr, DataPort: cfg.DataPort,
 		ProtoMin: wire.Version, ProtoMax: wire.Version, Version: cfg.Version,
+		Fastdp:  r.kdp.gossipMeta(),
 		DataDir: cfg.DataDir, Logger: r.log,
 		SecretKey: keys.gossip, Label: "weave/" + cfg.MeshName,
 	})
@@ -300,6 +307,7 @@ func (r *Router) refresh() {
 		}
 	}
 	r.sleeve.SetPeers(infos)
+	r.kdp.refresh(alive, r.sleeve, r.macs, r.cfg.MTU)
 
 	if delta := r.topo.SetLocal(r.sleeve.Down()); delta != nil {
 		r.publish(delta, alive)

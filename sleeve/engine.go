@@ -112,8 +112,10 @@ type Engine struct {
 	log  *slog.Logger
 
 	peers atomic.Pointer[map[peer.Name]*peerState]
-	drops [numDrops]atomic.Uint64
-	stats counters
+	// kernel: the peers whose frames the kernel datapath carries (kernel.go).
+	kernel atomic.Pointer[map[peer.Name]struct{}]
+	drops  [numDrops]atomic.Uint64
+	stats  counters
 
 	limiter logLimiter
 	icmp    icmpLimiter

@@ -78,6 +78,9 @@ func (in *inside) frame(data []byte, now int64, r Routes) {
 	if owner == e.self {
 		return // local: the bridge delivers it
 	}
+	if e.kernelPeer(owner) {
+		return // the bridge handed it to the VXLAN device too (kernel.go)
+	}
 	hop, ok := r.NextHop(owner)
 	p := e.peer(hop)
 	if !ok || p == nil {

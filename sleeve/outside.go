@@ -142,7 +142,9 @@ func (out *outside) datagram(b []byte, size int, hop peer.Name) {
 	r := e.o.Mesh.Routes()
 	switch {
 	case h.Flags&wire.FlagFlood != 0:
-		out.frames(h.Src, body)
+		// The kernel datapath brought this peer's copy already (see
+		// kernel.go): learn where the source lives, deliver nothing.
+		out.frames(h.Src, body, !e.kernelPeer(h.Src))
 		if wire.DecTTL(b) {
 			peers := *e.peers.Load()
 			for _, c := range r.FloodChildren(h.Src) {
@@ -152,7 +154,7 @@ func (out *outside) datagram(b []byte, size int, hop peer.Name) {
 			}
 		}
 	case h.Dst == e.self:
-		out.frames(h.Src, body)
+		out.frames(h.Src, body, true)
 	default:
 		if !wire.DecTTL(b) {
 			e.drop(DropTTL, nil)
@@ -169,8 +171,9 @@ func (out *outside) datagram(b []byte, size int, hop peer.Name) {
 	}
 }
 
-// frames delivers the frames of a TypeFrames body from src.
-func (out *outside) frames(src peer.Name, body []byte) {
+// frames delivers the frames of a TypeFrames body from src; with tap
+// false it only learns their source addresses.
+func (out *outside) frames(src peer.Name, body []byte, tap bool) {
 	for len(body) > 0 {
 		data, rest, err := wire.NextFrame(body)
 		if err != nil {
@@ -178,12 +181,13 @@ func (out *outside) frames(src peer.Name, body []byte) {
 			return
 		}
 		body = rest
-		out.deliver(src, data)
+		out.deliver(src, data, tap)
 	}
 }
 
-// deliver learns the frame's source address and queues it for the TAP.
-func (out *outside) deliver(src peer.Name, data []byte) {
+// deliver learns the frame's source address and, if tap, queues it for
+// the TAP.
+func (out *outside) deliver(src peer.Name, data []byte, tap bool) {
 	e := out.e
 	if len(data) < wire.VnetHdrLen+ethHeaderLen {
 		e.drop(DropRunt, nil)
@@ -191,6 +195,9 @@ func (out *outside) deliver(src peer.Name, data []byte) {
 	}
 	eth := data[wire.VnetHdrLen:]
 	e.o.Mesh.Learn(MACFrom(eth[6:12]), src, out.now/int64(time.Second))
+	if !tap {
+		return
+	}
 	e.stats.rxFrames.Add(1)
 	e.stats.rxBytes.Add(uint64(len(eth)))
 	if p := e.peer(src); p != nil {

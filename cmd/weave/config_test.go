@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -97,6 +98,30 @@ func TestLaunchHelpDocumentsEveryFlag(t *testing.T) {
 			if !strings.Contains(usage, want) {
 				t.Errorf("--help lacks %q", want)
 			}
+		}
+	}
+}
+
+func TestLogFormat(t *testing.T) {
+	for _, tc := range []struct {
+		format, want string
+		bad          bool
+	}{{"text", "level=INFO msg=hello", false}, {"json", `"msg":"hello"`, false}, {"xml", "", true}} {
+		f := routerFlags{logFormat: tc.format}
+		var b strings.Builder
+		h, err := f.logHandler(&b, 0)
+		if tc.bad {
+			if err == nil || !strings.Contains(err.Error(), "--log-format") {
+				t.Errorf("%s: %v", tc.format, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		slog.New(h).Info("hello")
+		if !strings.Contains(b.String(), tc.want) {
+			t.Errorf("%s: %q lacks %q", tc.format, b.String(), tc.want)
 		}
 	}
 }

@@ -29,9 +29,11 @@ type routerFlags struct {
 	mtu           int
 	advertiseAddr string
 	logLevel      string
+	logFormat     string
 	ipalloc       ipallocFlags
 	dns           dnsFlags
 	plugin        pluginFlags
+	fastdp        fastdpFlags
 	// Encryption.
 	password       string
 	passwordFile   string
@@ -52,9 +54,11 @@ func (f *routerFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.mtu, "mtu", router.DefaultMTU, fmt.Sprintf("overlay MTU, %d-%d", router.MinMTU, router.MaxMTU))
 	fs.StringVar(&f.advertiseAddr, "advertise-addr", "", "address other peers should use to reach this one, host or host:port (behind NAT)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text (key=value) or json (one object a line)")
 	f.ipalloc.register(fs)
 	f.dns.register(fs)
 	f.plugin.register(fs)
+	f.fastdp.register(fs)
 	fs.StringVar(&f.password, "password", "",
 		"mesh password: encrypts gossip and data (also env "+passwordEnv+"; --password-file keeps it out of ps and shell history)")
 	fs.StringVar(&f.passwordFile, "password-file", "", "file holding the mesh password (preferred way to give it)")
@@ -128,6 +132,9 @@ func (f *routerFlags) config(httpAddr, version string, peers []string, getenv fu
 	if err != nil {
 		return cfg, 0, err
 	}
+	if _, err := f.logHandler(io.Discard, level); err != nil {
+		return cfg, 0, err
+	}
 	if f.name != "" {
 		if cfg.Name, err = peer.ParseName(f.name); err != nil {
 			return cfg, 0, fmt.Errorf("--name: %w", err)
@@ -188,6 +195,9 @@ func (f *routerFlags) config(httpAddr, version string, peers []string, getenv fu
 	if err := f.plugin.apply(&cfg); err != nil {
 		return cfg, 0, err
 	}
+	if err := f.fastdp.apply(&cfg); err != nil {
+		return cfg, 0, err
+	}
 	return cfg, level, nil
 }
 
@@ -203,6 +213,19 @@ func parseLogLevel(s string) (slog.Level, error) {
 		return slog.LevelError, nil
 	}
 	return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+}
+
+// logHandler is the slog handler --log-format names, or an error naming
+// the flag.
+func (f *routerFlags) logHandler(w io.Writer, level slog.Level) (slog.Handler, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(f.logFormat) {
+	case "", "text":
+		return slog.NewTextHandler(w, opts), nil
+	case "json":
+		return slog.NewJSONHandler(w, opts), nil
+	}
+	return nil, usagef("--log-format %q: want text or json", f.logFormat)
 }
 
 // validHostPort accepts "host" or "host:port" (IPv6 as "[::1]:6783" or a
@@ -250,6 +273,9 @@ func routerChild(exe string, cfg router.Config, f *routerFlags, environ []string
 		"--http-addr=" + cfg.HTTPAddr,
 		"--mtu=" + strconv.Itoa(cfg.MTU),
 		"--log-level=" + strings.ToLower(f.logLevel),
+	}
+	if f.logFormat != "" && f.logFormat != "text" {
+		args = append(args, "--log-format="+f.logFormat)
 	}
 	if cfg.Name != peer.None {
 		args = append(args, "--name="+cfg.Name.String())
@@ -301,6 +327,7 @@ func routerChild(exe string, cfg router.Config, f *routerFlags, environ []string
 	args = append(args, ipallocArgs(cfg)...)
 	args = append(args, dnsArgs(cfg)...)
 	args = append(args, pluginArgs(cfg)...)
+	args = append(args, fastdpArgs(cfg)...)
 	// Peers after "--" so that none is taken for a flag.
 	args = append(args, "--")
 	args = append(args, cfg.Peers...)

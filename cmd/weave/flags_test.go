@@ -55,6 +55,15 @@ func TestRouterFlags(t *testing.T) {
 		{name: "missing password file", args: []string{"--password-file", pwFile + ".none"}, code: 1, errText: "--password-file: "},
 		{name: "bad trusted subnet", args: []string{"--trusted-subnets", "10.0.0.0/33"}, code: 1, errText: `--trusted-subnets "10.0.0.0/33"`},
 		{name: "empty mesh name", args: []string{"--mesh-name", ""}, code: 1, errText: "--mesh-name: must not be empty"},
+		{name: "fastdp flags", args: []string{"--datapath", "fastdp", "--fastdp-port", "4790", "--fastdp-no-tx-checksum"},
+			want: with(func(c *router.Config) { c.Datapath = "fastdp"; c.FastdpPort = 4790; c.FastdpNoTxChecksum = true })},
+		{name: "sleeve datapath", args: []string{"--datapath=sleeve"},
+			want: with(func(c *router.Config) { c.Datapath = "sleeve" })},
+		{name: "bad datapath", args: []string{"--datapath", "kernel"}, code: 1, errText: `--datapath "kernel": want auto, fastdp or sleeve`},
+		{name: "fastdp port is the data port", args: []string{"--fastdp-port", "6784"}, code: 1,
+			errText: "--fastdp-port 6784: must differ from --port 6783 and --data-port 6784"},
+		{name: "fastdp port is the gossip port", args: []string{"--port", "7000", "--fastdp-port", "7000"}, code: 1,
+			errText: "--fastdp-port 7000: must differ"},
 		{name: "equals form", args: []string{"--port=7000", "--mtu=9000"},
 			want: with(func(c *router.Config) { c.Port = 7000; c.MTU = 9000 })},
 		{name: "relative data dir", args: []string{"--data-dir", "state"},
@@ -209,7 +218,8 @@ func TestRouterChildRoundTrip(t *testing.T) {
 	a, _, stderr := testApp(t)
 	args := []string{"--http-addr", "127.0.0.1:7001", "router", "--name", "aa:bb:cc:dd:ee:01", "--nickname", "-odd name",
 		"--port", "7000", "--data-port", "7100", "--data-dir", "/tmp/w", "--mtu", "1400",
-		"--advertise-addr", "203.0.113.5", "--log-level", "warn", "10.0.0.2", "h:7000"}
+		"--advertise-addr", "203.0.113.5", "--log-level", "warn", "--datapath", "sleeve", "--fastdp-port", "7200",
+		"--fastdp-no-tx-checksum", "10.0.0.2", "h:7000"}
 	var first router.Config
 	a.runRouter = func(_ context.Context, cfg router.Config) error { first = cfg; return nil }
 	if code := a.run(context.Background(), args); code != 0 {

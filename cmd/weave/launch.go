@@ -49,7 +49,11 @@ wins over the file (docs/cli.md).`,
 			if err != nil {
 				return err
 			}
-			cfg.Logger = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+			h, err := f.logHandler(a.stderr, level)
+			if err != nil {
+				return err
+			}
+			cfg.Logger = slog.New(h)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return a.runRouter(ctx, cfg)
@@ -279,6 +283,9 @@ func (a *app) stopCmd() *cobra.Command {
 			defer c.CloseIdleConnections()
 			ctx := cmd.Context()
 			if err := c.Stop(ctx); err != nil {
+				if errors.Is(err, api.ErrNoRouter) {
+					removeFastdpLeftover(a.stderr)
+				}
 				return err
 			}
 			return a.waitStopped(ctx, c)

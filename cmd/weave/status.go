@@ -148,6 +148,7 @@ func formatStatus(w io.Writer, st api.Status, v *api.Version) {
 		dps = append(dps, "none")
 	}
 	fmt.Fprintf(w, "Datapath: %s\n", strings.Join(dps, ", "))
+	formatFastdp(w, st.Fastdp)
 	fmt.Fprintf(w, "Overlay MTU: %d\n", st.OverlayMTU)
 
 	var drops uint64
@@ -221,6 +222,9 @@ func formatConnections(w io.Writer, conns []api.Connection) {
 		}
 		if c.Reason != "" {
 			info = append(info, c.Reason)
+		}
+		if c.DatapathReason != "" {
+			info = append(info, c.DatapathReason)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Peer, dash(c.Nickname), dash(c.Address),
 			dash(c.State), dp, mtu, rtt, dash(strings.Join(info, "; ")))
