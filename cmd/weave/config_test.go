@@ -49,6 +49,9 @@ trusted-subnets = 10.1.0.0/24
 		{name: "bad value in file", args: []string{"--config", write("bad3.conf", "port = x\n")}, wantErr: "bad3.conf:1: port"},
 		{name: "missing file", args: []string{"--config", filepath.Join(dir, "nope.conf")}, wantErr: "nope.conf"},
 		{name: "password env is its own", env: map[string]string{"WEAVE_PASSWORD": "pw"}, want: map[string]string{"password": ""}},
+		{name: "plugin flags from env", env: map[string]string{"WEAVE_NO_PLUGIN": "true"}, want: map[string]string{"no-plugin": "true", "plugin-socket": ""}},
+		{name: "plugin socket from file", args: []string{"--config", write("plugin.conf", "plugin-socket = /run/docker/plugins/wm2.sock\n")},
+			want: map[string]string{"plugin-socket": "/run/docker/plugins/wm2.sock", "no-plugin": "false"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := newApp()
