@@ -51,6 +51,11 @@ func TestReportLiveMesh(t *testing.T) {
 	if r.DNS == nil || r.DNS.Domain != "weave.local." {
 		t.Errorf("DNS: %+v", r.DNS)
 	}
+	// weave status ends with the IPAM and DNS sections.
+	st, err := h1.Weave("status")
+	if err != nil || !strings.Contains(st, "IPAM: ready") || !strings.Contains(st, "split among 3 peers") || !strings.Contains(st, "DNS: weave.local.") {
+		t.Errorf("weave status lacks the ipam or dns section (%v):\n%s", err, st)
+	}
 	name, err := h1.Weave("report", "-f", "{{.Router.Name}}")
 	if err != nil || strings.TrimSpace(name) != r.Router.Name {
 		t.Errorf("report -f: %q %v, want %q", name, err, r.Router.Name)
