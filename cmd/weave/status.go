@@ -45,6 +45,13 @@ func (a *app) statusCmd() *cobra.Command {
 				v = &rv
 			}
 			formatStatus(a.stdout, st, v)
+			// The features' sections, when they are on.
+			if ip, err := c.IPAMStatus(cmd.Context()); err == nil {
+				formatIPAMSummary(a.stdout, ip)
+			}
+			if d, err := c.DNSStatus(cmd.Context()); err == nil {
+				formatDNSSummary(a.stdout, d)
+			}
 			return nil
 		},
 	}
@@ -292,4 +299,37 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// formatIPAMSummary is the ipam section of weave status.
+func formatIPAMSummary(w io.Writer, st api.IPAMStatus) {
+	state := "ready"
+	if !st.Ready {
+		state = "not ready: " + st.Reason
+	}
+	var owned uint32
+	owners := 0
+	for _, p := range st.Peers {
+		if p.Self {
+			owned = p.Addresses
+		}
+		if p.Addresses > 0 {
+			owners++
+		}
+	}
+	fmt.Fprintf(w, "\nIPAM: %s\n", state)
+	fmt.Fprintf(w, "  Range: %s (default subnet %s), split among %d peers\n", st.Range, st.DefaultSubnet, owners)
+	fmt.Fprintf(w, "  Here: %d addresses owned, %d allocated\n", owned, len(st.Allocations))
+	if st.Quarantined > 0 || st.PendingClaims > 0 {
+		fmt.Fprintf(w, "  Reclaim: %d quarantined, %d being claimed back\n", st.Quarantined, st.PendingClaims)
+	}
+	if n := len(st.Conflicts) + len(st.AddressConflicts); n > 0 {
+		fmt.Fprintf(w, "  CONFLICTS: %d (weave status ipam)\n", n)
+	}
+}
+
+// formatDNSSummary is the dns section of weave status.
+func formatDNSSummary(w io.Writer, st api.DNSStatus) {
+	fmt.Fprintf(w, "\nDNS: %s, TTL %ds, %d entries\n", st.Domain, st.TTL, len(st.Entries))
+	fmt.Fprintf(w, "  Nameserver: %s; upstream %s\n", st.Nameserver, strings.Join(st.Upstream, ", "))
 }

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestReport(t *testing.T) {
+	f := &fakeBackend{status: goldenStatus, peers: goldenPeers, conns: goldenConns, endpoints: goldenEndpoints}
+	addr := startAPI(t, f)
+	run := func(args ...string) (int, string, string) {
+		a, stdout, stderr := testApp(t)
+		code := a.run(context.Background(), append([]string{"--http-addr", addr, "report"}, args...))
+		return code, stdout.String(), stderr.String()
+	}
+	code, out, errOut := run()
+	if code != 0 {
+		t.Fatalf("weave report: %d %s", code, errOut)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	router, _ := doc["Router"].(map[string]any)
+	if router["Name"] != goldenStatus.Name || router["NickName"] != goldenStatus.Nickname {
+		t.Errorf("Router.Name/NickName: %v", router)
+	}
+	if peers, _ := router["Peers"].([]any); len(peers) != len(goldenPeers) {
+		t.Errorf("Router.Peers: %v", router["Peers"])
+	}
+	if conns, _ := router["Connections"].([]any); len(conns) != len(goldenConns) {
+		t.Errorf("Router.Connections: %v", router["Connections"])
+	}
+	if _, ok := doc["IPAM"]; ok {
+		t.Error("an IPAM section without IP allocation")
+	}
+
+	code, out, _ = run("-f", `{{.Router.Name}} {{len .Router.Connections}} {{json .Router.NickName}}`)
+	if want := goldenStatus.Name + " " + itoa(len(goldenConns)) + ` "` + goldenStatus.Nickname + `"`; code != 0 || out != want {
+		t.Errorf("-f: %d %q, want %q", code, out, want)
+	}
+	if code, _, errOut := run("-f", "{{.Router.Nope"); code != 2 || !strings.Contains(errOut, "-f") {
+		t.Errorf("bad template: %d %s", code, errOut)
+	}
+	if code, _, errOut := run("-f", "{{.Router.Nope}}"); code != 1 || !strings.Contains(errOut, "Nope") {
+		t.Errorf("unknown field: %d %s", code, errOut)
+	}
+}
+
+func itoa(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
