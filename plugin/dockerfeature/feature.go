@@ -98,7 +98,8 @@ type Feature struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 
-	mu sync.Mutex // guards held
+	mu     sync.Mutex // guards held, cancel and closed
+	closed bool
 	// held are the pools' allocations found at Open, before IP
 	// allocation's Reconcile releases what no weave endpoint holds;
 	// Reconcile claims them back.
@@ -201,15 +202,14 @@ func (f *Feature) Reconcile(ctx context.Context, eps []api.Endpoint) {
 		return
 	}
 	f.mu.Lock()
-	held := f.held
-	f.held = nil
-	f.mu.Unlock()
-	for _, h := range held {
+	defer f.mu.Unlock()
+	for _, h := range f.held {
 		if warn := f.ipam.Claim(h.owner, h.addr); warn != "" {
 			f.log.Warn("cannot keep the address of a Docker pool", "address", h.addr, "pool", h.owner, "note", warn)
 		}
 	}
-	if f.dns != nil && f.cancel == nil {
+	f.held = nil
+	if f.dns != nil && f.cancel == nil && !f.closed {
 		wctx, cancel := context.WithCancel(context.Background())
 		f.cancel = cancel
 		f.wg.Add(1)
@@ -224,9 +224,12 @@ func (f *Feature) Reconcile(ctx context.Context, eps []api.Endpoint) {
 // server, removes the socket and the FORWARD rule.
 func (f *Feature) Close(ctx context.Context) {
 	f.closeOnce.Do(func() {
+		f.mu.Lock()
+		f.closed = true
 		if f.cancel != nil {
 			f.cancel()
 		}
+		f.mu.Unlock()
 		f.wg.Wait()
 		if f.srv != nil {
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
