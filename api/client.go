@@ -119,6 +119,14 @@ func (c *Client) Stop(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/stop", struct{}{}, nil)
 }
 
+// Reset asks the router to detach every endpoint, give its address space
+// to a live peer and stop (POST /reset).
+func (c *Client) Reset(ctx context.Context) (ResetResponse, error) {
+	var out ResetResponse
+	err := c.do(ctx, http.MethodPost, "/reset", struct{}{}, &out)
+	return out, err
+}
+
 // Version returns GET /version.
 func (c *Client) Version(ctx context.Context) (Version, error) {
 	var v Version

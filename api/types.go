@@ -142,3 +142,17 @@ type Version struct {
 type Error struct {
 	Error string `json:"error"`
 }
+
+// ResetResponse answers POST /reset: what the router did before it
+// stopped (weave reset then removes what it left on the host).
+type ResetResponse struct {
+	// Detached are the namespaces whose endpoints were detached.
+	Detached []string `json:"detached"`
+	// HandedTo is the peer that got this peer's address space, with
+	// Addresses of it; empty when it owned none (or IP allocation is off).
+	HandedTo  string `json:"handed_to,omitempty"`
+	Addresses uint32 `json:"addresses,omitempty"`
+	// Warnings say what could not be done (no live peer to hand the
+	// space to: the others reclaim it later).
+	Warnings []string `json:"warnings,omitempty"`
+}

@@ -362,3 +362,40 @@ func TestClaimWire(t *testing.T) {
 		}
 	}
 }
+
+// TestHandOver: weave reset gives all of a peer's space to the lowest
+// live peer, which uses it at once; the peer keeps nothing.
+func TestHandOver(t *testing.T) {
+	c, a, x := threeSeeds(t)
+	mustAllocate(t, x, "c1", netip.Prefix{})
+	to, n, err := x.HandOver()
+	if err != nil || to != 1 || n == 0 {
+		t.Fatalf("hand-over: %v %d %v", to, n, err)
+	}
+	if len(x.Allocations()) != 0 || len(x.RingSnapshot().Owned(3)) != 0 {
+		t.Fatal("the peer kept allocations or space")
+	}
+	ra := a.RingSnapshot()
+	if len(ra.Owned(3)) != 0 {
+		t.Fatalf("peer 1 still sees peer 3 owning %v", ra.Owned(3))
+	}
+	var got uint32
+	for _, s := range ra.Owned(1) {
+		got += s.Size()
+	}
+	if st := a.Status(); st.Unverified != 0 || got < n {
+		t.Fatalf("peer 1 owns %d, %d unverified", got, st.Unverified)
+	}
+	c.setDown(3, true)
+	c.run(time.Second)
+	// Peer 1 allocates in what was peer 3's share: the last addresses.
+	if _, err := a.TryAllocate("y", netip.MustParsePrefix("10.32.0.192/26")); err != nil {
+		t.Fatalf("allocate in the handed-over space: %v", err)
+	}
+	// Alone, there is no one to hand over to.
+	lone := newTestAllocator(t, 9, Init{Mode: ModeConsensus, Quorum: 1}, NewMemStore(), &fakeNet{})
+	lone.Tick()
+	if _, _, err := lone.HandOver(); err == nil || !strings.Contains(err.Error(), "rmpeer") {
+		t.Fatalf("alone: %v", err)
+	}
+}

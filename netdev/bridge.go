@@ -429,3 +429,23 @@ func checkPrefix(p netip.Prefix) error {
 	}
 	return nil
 }
+
+// DeleteBridgeByName removes the bridge called name if there is one, for
+// weave reset after the router stopped: its ports go with it. It reports
+// whether there was one, and refuses a link of that name that is not a
+// bridge.
+func DeleteBridgeByName(name string) (bool, error) {
+	l, err := netlink.LinkByName(name)
+	switch {
+	case isNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("look up bridge %s: %w", name, err)
+	case l.Type() != "bridge":
+		return false, fmt.Errorf("delete bridge %s: %w", name, ErrNotBridge)
+	}
+	if err := netlink.LinkDel(l); err != nil {
+		return false, fmt.Errorf("delete bridge %s: %w", name, err)
+	}
+	return true, nil
+}

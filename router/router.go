@@ -192,6 +192,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	r.api.Handle("POST /reset", api.JSON(r.serveReset))
 	// Profiles for operators chasing CPU or memory, on loopback only.
 	if r.api.Local() {
 		r.api.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))

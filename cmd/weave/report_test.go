@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"weavemesh.dev/weave/api"
 )
 
 func TestReport(t *testing.T) {
@@ -52,4 +54,17 @@ func TestReport(t *testing.T) {
 func itoa(n int) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+func TestWarnMixedVersions(t *testing.T) {
+	var b strings.Builder
+	warnMixedVersions(&b, goldenPeers)
+	if b.Len() != 0 {
+		t.Errorf("one version, yet: %s", b.String())
+	}
+	mixed := append(goldenPeers[:2:2], api.Peer{Name: "x", State: "alive", Version: "1.4"})
+	warnMixedVersions(&b, mixed)
+	if got := b.String(); !strings.Contains(got, "1.4 on 1, dev on 2") {
+		t.Errorf("got %q", got)
+	}
 }

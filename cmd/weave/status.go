@@ -45,6 +45,9 @@ func (a *app) statusCmd() *cobra.Command {
 				v = &rv
 			}
 			formatStatus(a.stdout, st, v)
+			if peers, err := c.Peers(cmd.Context()); err == nil {
+				warnMixedVersions(a.stdout, peers)
+			}
 			// The features' sections, when they are on.
 			if ip, err := c.IPAMStatus(cmd.Context()); err == nil {
 				formatIPAMSummary(a.stdout, ip)
@@ -332,4 +335,28 @@ func formatIPAMSummary(w io.Writer, st api.IPAMStatus) {
 func formatDNSSummary(w io.Writer, st api.DNSStatus) {
 	fmt.Fprintf(w, "\nDNS: %s, TTL %ds, %d entries\n", st.Domain, st.TTL, len(st.Entries))
 	fmt.Fprintf(w, "  Nameserver: %s; upstream %s\n", st.Nameserver, strings.Join(st.Upstream, ", "))
+}
+
+// warnMixedVersions says when the live peers run different builds, as
+// during an upgrade: fine for a while, but finish it.
+func warnMixedVersions(w io.Writer, peers []api.Peer) {
+	count := map[string]int{}
+	for _, p := range peers {
+		if p.Version != "" && (p.State == "alive" || p.State == "suspect") {
+			count[p.Version]++
+		}
+	}
+	if len(count) < 2 {
+		return
+	}
+	versions := make([]string, 0, len(count))
+	for v := range count {
+		versions = append(versions, v)
+	}
+	sort.Strings(versions)
+	parts := make([]string, len(versions))
+	for i, v := range versions {
+		parts[i] = fmt.Sprintf("%s on %d", v, count[v])
+	}
+	fmt.Fprintf(w, "Warning: the mesh runs mixed versions (%s); finish the upgrade (docs/operations.md)\n", strings.Join(parts, ", "))
 }

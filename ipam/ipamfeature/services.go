@@ -45,3 +45,14 @@ func (f *Feature) Allocations() []api.IPAMAllocation {
 	}
 	return out
 }
+
+// HandOver gives all of this peer's space to a live peer (weave reset):
+// the peer it went to and how many addresses, or an error saying why it
+// stays (no live peer: the others reclaim it later).
+func (f *Feature) HandOver() (string, uint32, error) {
+	to, n, err := f.a.HandOver()
+	if err != nil || n == 0 {
+		return "", 0, err
+	}
+	return to.String(), n, nil
+}
