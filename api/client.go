@@ -119,6 +119,13 @@ func (c *Client) Stop(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/stop", struct{}{}, nil)
 }
 
+// Targets returns GET /status/targets.
+func (c *Client) Targets(ctx context.Context) (Targets, error) {
+	var out Targets
+	err := c.do(ctx, http.MethodGet, "/status/targets", nil, &out)
+	return out, err
+}
+
 // Reset asks the router to detach every endpoint, give its address space
 // to a live peer and stop (POST /reset).
 func (c *Client) Reset(ctx context.Context) (ResetResponse, error) {

@@ -156,3 +156,9 @@ type ResetResponse struct {
 	// space to: the others reclaim it later).
 	Warnings []string `json:"warnings,omitempty"`
 }
+
+// Targets answers GET /status/targets: the addresses this router (re)joins,
+// those it was given and those it learned of peers seen alive.
+type Targets struct {
+	Targets []string `json:"targets"`
+}

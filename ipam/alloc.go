@@ -404,7 +404,7 @@ func (a *Allocator) TryAllocate(owner string, subnet netip.Prefix) (netip.Prefix
 		send, to, err := a.requestDonationLocked(subnet, want, now)
 		a.mu.Unlock()
 		if send != nil {
-			a.tr.Send(to, send)
+			a.tr.SendAsync(to, send)
 		}
 		return netip.Prefix{}, err
 	}

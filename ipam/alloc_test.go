@@ -62,10 +62,11 @@ func (t fakeTransport) Broadcast(key string, delta []byte) error {
 	return nil
 }
 
-func (t fakeTransport) Send(to peer.Name, msg []byte) {
+func (t fakeTransport) SendAsync(to peer.Name, msg []byte) bool {
 	if a := t.n.get(to); a != nil && t.n.get(t.self) != nil {
 		a.HandleMessage(t.self, msg)
 	}
+	return true
 }
 
 func (t fakeTransport) Members() []Member {

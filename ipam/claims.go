@@ -68,7 +68,7 @@ func (a *Allocator) claimLocked(now time.Time, alive map[peer.Name]bool) []func(
 	id := a.ring.ID
 	return []func(){func() {
 		for _, o := range slices.Sorted(maps.Keys(byOwner)) {
-			a.tr.Send(o, appendClaim(nil, id, byOwner[o]))
+			a.tr.SendAsync(o, appendClaim(nil, id, byOwner[o]))
 		}
 	}}
 }

@@ -122,7 +122,7 @@ func (a *Allocator) answer(to peer.Name, grant *Ring, reply []byte) {
 	if grant != nil {
 		a.broadcastRing(grant)
 	}
-	a.tr.Send(to, reply)
+	a.tr.SendAsync(to, reply)
 }
 
 // ringIDLocked is the ring's identity, 0 before there is one.

@@ -17,13 +17,15 @@ type Member struct {
 	Alive    bool
 }
 
-// Transport carries the Allocator's messages. Broadcast gossips a delta to
-// every peer (best effort; push-pull repairs losses); Send queues a
-// message for one peer and never blocks, as gossip.Channel.SendAsync;
+// Transport carries the Allocator's messages, with the contract of every
+// feature's replicated state (dns.Transport likewise): Broadcast gossips
+// a delta to every peer (best effort; push-pull repairs losses), and
+// SendAsync queues a message for one peer, never blocks and reports false
+// when it dropped it, as gossip.Channel's methods of those names do.
 // Members is the membership view.
 type Transport interface {
 	Broadcast(key string, delta []byte) error
-	Send(to peer.Name, msg []byte)
+	SendAsync(to peer.Name, msg []byte) bool
 	Members() []Member
 }
 

@@ -90,12 +90,13 @@ func (t *GossipTransport) Broadcast(key string, delta []byte) error {
 	return ch.Broadcast(key, delta)
 }
 
-// Send implements Transport: the channel's queued sender carries it, and
-// a lost message times out at the requester, which asks again.
-func (t *GossipTransport) Send(to peer.Name, msg []byte) {
+// SendAsync implements Transport: the channel's queued sender carries it,
+// and a lost message times out at the requester, which asks again.
+func (t *GossipTransport) SendAsync(to peer.Name, msg []byte) bool {
 	if ch := t.ch.Load(); ch != nil {
-		ch.SendAsync(to, msg)
+		return ch.SendAsync(to, msg)
 	}
+	return false
 }
 
 // Members implements Transport.

@@ -86,8 +86,9 @@ func (t simTransport) Broadcast(key string, delta []byte) error {
 	return nil
 }
 
-func (t simTransport) Send(to peer.Name, msg []byte) {
+func (t simTransport) SendAsync(to peer.Name, msg []byte) bool {
 	t.s.queue = append(t.s.queue, simMsg{from: t.self, to: to, unicast: true, data: slices.Clone(msg)})
+	return true
 }
 
 func (t simTransport) Members() []Member {

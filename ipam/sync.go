@@ -229,7 +229,7 @@ func (a *Allocator) HandleMessage(from peer.Name, msg []byte) {
 	case msgStateRequest:
 		st := a.FullState()
 		out := appendMessageHeader(nil, msgState, m.ringID)
-		a.tr.Send(from, append(out, st...))
+		a.tr.SendAsync(from, append(out, st...))
 	case msgState:
 		if err := a.MergeFull(m.state); err != nil {
 			a.log.Debug("merge a peer's state", "from", from, "err", err)
@@ -287,7 +287,7 @@ func (a *Allocator) askStateLocked(now time.Time, alive map[peer.Name]bool) []fu
 	msg := appendMessageHeader(nil, msgStateRequest, id)
 	return []func(){func() {
 		for _, p := range to {
-			a.tr.Send(p, msg)
+			a.tr.SendAsync(p, msg)
 		}
 	}}
 }

@@ -193,6 +193,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	r.api.Handle("POST /reset", api.JSON(r.serveReset))
+	r.api.Handle("GET /status/targets", api.JSON(func(*http.Request) (any, error) {
+		return api.Targets{Targets: r.gossip.KnownPeers()}, nil
+	}))
 	// Profiles for operators chasing CPU or memory, on loopback only.
 	if r.api.Local() {
 		r.api.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))

@@ -92,7 +92,7 @@ func (o *Options) validate() error {
 		o.Logger = slog.Default()
 	}
 	if o.Clock == nil {
-		o.Clock = realClock{}
+		o.Clock = realClock
 	}
 	return nil
 }

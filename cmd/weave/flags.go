@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -41,7 +42,8 @@ type routerFlags struct {
 	trustedSubnets []string
 	meshName       string
 	metricsAddr    string
-	httpToken      string // the global --http-token, or its variable, set by the command
+	waitPeers      time.Duration // launch only: how long to show progress connecting to the peers
+	httpToken      string        // the global --http-token, or its variable, set by the command
 }
 
 func (f *routerFlags) register(fs *pflag.FlagSet) {

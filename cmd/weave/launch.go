@@ -89,6 +89,8 @@ wins over the file (docs/cli.md).`,
 		},
 	}
 	f.register(cmd.Flags())
+	cmd.Flags().DurationVar(&f.waitPeers, "wait-peers", 5*time.Second,
+		"after start, show progress connecting to the PEERs for up to this long, then say why none is connected (0: do not wait); the router keeps trying either way")
 	registerConfig(cmd.Flags())
 	return cmd
 }
@@ -159,8 +161,62 @@ func (a *app) launch(ctx context.Context, f *routerFlags, peers []string) error 
 		}
 		return err
 	}
+	if len(peers) > 0 {
+		a.waitPeers(ctx, c, peers, f.waitPeers)
+	}
 	fmt.Fprintln(a.stdout, st.Name)
 	return nil
+}
+
+// waitPeers shows, on stderr, how the router connects to the peers it was
+// given, until one connection is established or wait passes; then it says
+// why none is, and leaves the router trying. The first host of a new mesh
+// waits for nobody longer than that.
+func (a *app) waitPeers(ctx context.Context, c *api.Client, peers []string, wait time.Duration) {
+	if wait <= 0 {
+		return
+	}
+	deadline := time.Now().Add(wait)
+	tick := time.NewTicker(a.pollInterval)
+	defer tick.Stop()
+	last := ""
+	for {
+		cctx, cancel := context.WithTimeout(ctx, a.callTimeout)
+		conns, err := c.Connections(cctx)
+		cancel()
+		var states []string
+		for _, cn := range conns {
+			if cn.State == "established" || cn.State == "relayed" {
+				return
+			}
+			s := cn.Address + " " + cn.State
+			if cn.Reason != "" {
+				s += " (" + cn.Reason + ")"
+			}
+			states = append(states, s)
+		}
+		msg := fmt.Sprintf("waiting for peers %s: none connected yet", strings.Join(peers, " "))
+		if len(states) > 0 {
+			msg += ": " + strings.Join(states, ", ")
+		}
+		if err == nil && msg != last {
+			fmt.Fprintf(a.stderr, "weave: %s\n", msg)
+			last = msg
+		}
+		if time.Now().After(deadline) {
+			why := "no peer answered"
+			if len(states) > 0 {
+				why = strings.Join(states, ", ")
+			}
+			fmt.Fprintf(a.stderr, "weave: no peer connected within %s (%s); the router keeps trying them: see weave status connections\n", wait, why)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // checkNoRouter fails if something already answers on the API address.

@@ -29,9 +29,13 @@ func TestLaunchStatusStop(t *testing.T) {
 	ctx := context.Background()
 
 	code := a.run(ctx, []string{"--http-addr", addr, "launch", "--data-dir", dataDir,
-		"--name", "aa:bb:cc:dd:ee:01", "--nickname", "web1", "10.0.0.2"})
+		"--name", "aa:bb:cc:dd:ee:01", "--nickname", "web1", "--wait-peers", "300ms", "10.0.0.2"})
 	if code != 0 {
 		t.Fatalf("launch: exit %d: %s", code, stderr)
+	}
+	// No peer answers here: launch says so, and that the router goes on.
+	if !strings.Contains(stderr.String(), "waiting for peers 10.0.0.2") || !strings.Contains(stderr.String(), "no peer connected within 300ms") {
+		t.Errorf("launch's progress on stderr:\n%s", stderr)
 	}
 	pid := readPID(t, dataDir)
 	stopped := false

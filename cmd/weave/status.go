@@ -18,14 +18,14 @@ import (
 func (a *app) statusCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "status [peers|connections]",
+		Use:   "status [peers|connections|targets|ipam|dns]",
 		Short: "Show the router's status, its peers or its connections",
 		Example: `  weave status
   weave status peers
   weave status connections --json`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return usagef("unknown status report %q; want peers or connections", args[0])
+				return usagef("unknown status report %q; want peers, connections, targets, ipam or dns", args[0])
 			}
 			return nil
 		},
@@ -60,6 +60,25 @@ func (a *app) statusCmd() *cobra.Command {
 	}
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print the API's JSON")
 	cmd.AddCommand(&cobra.Command{
+		Use:   "targets",
+		Short: "List the addresses this router joins and rejoins: given on the command line, or learned",
+		Args:  argsExactly(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c := a.client()
+			defer c.CloseIdleConnections()
+			ts, err := c.Targets(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(a.stdout, ts)
+			}
+			for _, t := range ts.Targets {
+				fmt.Fprintln(a.stdout, t)
+			}
+			return nil
+		},
+	}, &cobra.Command{
 		Use:   "peers",
 		Short: "List the members of the mesh",
 		Args:  argsExactly(0, "no arguments"),

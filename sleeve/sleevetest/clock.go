@@ -1,9 +1,9 @@
 package sleevetest
 
 import (
-	"slices"
-	"sync"
 	"time"
+
+	"weavemesh.dev/weave/internal/clock"
 )
 
 // Clock is a clock that moves only when Advance is called, implementing
@@ -11,112 +11,7 @@ import (
 // owner has handled it, so when Advance returns every engine on the clock
 // has done all that its ticks up to the new time asked of it (sent its
 // heartbeats, changed its link states).
-type Clock struct {
-	mu      sync.Mutex // guards all following fields
-	cond    sync.Cond  // on mu: a ticker's owner came back for a tick, or it stopped
-	now     time.Time
-	tickers []*fakeTicker
-}
-
-// ticker is sleeve.Ticker, spelled out: sleevetest cannot import sleeve.
-type ticker = interface {
-	C() <-chan time.Time
-	Stop()
-}
-
-type fakeTicker struct {
-	every time.Duration
-	ch    chan time.Time // unbuffered: a send is a hand-over
-	stop  chan struct{}
-	// Guarded by the Clock's mu.
-	next    time.Time
-	waits   int // calls of C: one before each tick taken, one after the last
-	taken   int // ticks handed over
-	stopped bool
-	clock   *Clock
-}
+type Clock = clock.Manual
 
 // NewClock returns a clock that reads start until advanced.
-func NewClock(start time.Time) *Clock {
-	c := &Clock{now: start}
-	c.cond.L = &c.mu
-	return c
-}
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// NewTicker returns a ticker whose first tick is due d from now.
-func (c *Clock) NewTicker(d time.Duration) ticker {
-	if d <= 0 {
-		panic("sleevetest: NewTicker with a non-positive interval")
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTicker{every: d, ch: make(chan time.Time), stop: make(chan struct{}), next: c.now.Add(d), clock: c}
-	c.tickers = append(c.tickers, t)
-	return t
-}
-
-// Advance moves the clock forward by d. Each tick that falls due on the
-// way is handed to its ticker's owner at the tick's time, in time order,
-// and Advance waits until the owner has handled it (has come back to C)
-// or stopped the ticker.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	end := c.now.Add(d)
-	for {
-		var t *fakeTicker
-		for _, x := range c.tickers {
-			if !x.stopped && !x.next.After(end) && (t == nil || x.next.Before(t.next)) {
-				t = x
-			}
-		}
-		if t == nil {
-			break
-		}
-		c.now = t.next
-		t.next = t.next.Add(t.every)
-		now := c.now
-		c.mu.Unlock()
-		delivered := false
-		select {
-		case t.ch <- now:
-			delivered = true
-		case <-t.stop:
-		}
-		c.mu.Lock()
-		if delivered {
-			t.taken++
-			for t.waits <= t.taken && !t.stopped {
-				c.cond.Wait()
-			}
-		}
-	}
-	c.now = end
-}
-
-func (t *fakeTicker) C() <-chan time.Time {
-	t.clock.mu.Lock()
-	t.waits++
-	t.clock.cond.Broadcast()
-	t.clock.mu.Unlock()
-	return t.ch
-}
-
-func (t *fakeTicker) Stop() {
-	c := t.clock
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !t.stopped {
-		t.stopped = true
-		close(t.stop)
-		c.tickers = slices.DeleteFunc(c.tickers, func(x *fakeTicker) bool { return x == t })
-		c.cond.Broadcast()
-	}
-}
+func NewClock(start time.Time) *Clock { return clock.NewManual(start) }

@@ -56,6 +56,11 @@ func TestReportLiveMesh(t *testing.T) {
 	if err != nil || !strings.Contains(st, "IPAM: ready") || !strings.Contains(st, "split among 3 peers") || !strings.Contains(st, "DNS: weave.local.") {
 		t.Errorf("weave status lacks the ipam or dns section (%v):\n%s", err, st)
 	}
+	// host2 was started naming host1: it is one of host2's targets.
+	targets, err := cl.Host(2).Weave("status", "targets")
+	if err != nil || !strings.Contains(targets, h1.IP.String()) {
+		t.Errorf("host2's targets %q (%v) lack host1's address %s", targets, err, h1.IP)
+	}
 	name, err := h1.Weave("report", "-f", "{{.Router.Name}}")
 	if err != nil || strings.TrimSpace(name) != r.Router.Name {
 		t.Errorf("report -f: %q %v, want %q", name, err, r.Router.Name)
