@@ -70,6 +70,10 @@ type Peer struct {
 	ProtoMin int       `json:"proto_min"`
 	ProtoMax int       `json:"proto_max"`
 	Self     bool      `json:"self,omitempty"`
+	// Unreachable are the peers this one cannot reach directly, as it
+	// gossips them (traffic between them is relayed); it reaches all the
+	// others.
+	Unreachable []string `json:"unreachable,omitempty"`
 }
 
 // Connection is this router's data-plane view of one other peer

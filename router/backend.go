@@ -78,6 +78,10 @@ func (r *Router) Peers(ctx context.Context) ([]api.Peer, error) {
 		return nil, r.checkReady()
 	}
 	var out []api.Peer
+	var down map[peer.Name][]peer.Name
+	if r.topo != nil {
+		down = r.topo.Down()
+	}
 	for _, m := range r.gossip.Members() {
 		p := api.Peer{
 			Name: m.Name.String(), Nickname: m.Nickname, Address: m.GossipAddr.String(),
@@ -86,6 +90,9 @@ func (r *Router) Peers(ctx context.Context) ([]api.Peer, error) {
 		}
 		if m.DataAddr.IsValid() {
 			p.DataAddr = m.DataAddr.String()
+		}
+		for _, d := range down[m.Name] {
+			p.Unreachable = append(p.Unreachable, d.String())
 		}
 		out = append(out, p)
 	}

@@ -68,3 +68,13 @@ func TestWarnMixedVersions(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+func TestFormatPeersUnreachable(t *testing.T) {
+	peers := append([]api.Peer(nil), goldenPeers...)
+	peers[0].Unreachable = []string{"02:00:00:00:00:03", "ff:00:00:00:00:09"}
+	var b strings.Builder
+	formatPeers(&b, peers, testNow)
+	if !strings.Contains(b.String(), "host2 cannot reach 02:00:00:00:00:03, ff:00:00:00:00:09 directly (relayed)") {
+		t.Errorf("got:\n%s", b.String())
+	}
+}

@@ -225,6 +225,29 @@ func formatPeers(w io.Writer, peers []api.Peer, now time.Time) {
 			dash(p.State), age(p.Since, now), dash(p.Version), proto)
 	}
 	tw.Flush()
+	// Every peer connects to every other but those it says it cannot
+	// reach; name those links.
+	nicks := map[string]string{}
+	for _, p := range peers {
+		nicks[p.Name] = p.Name
+		if p.Nickname != "" {
+			nicks[p.Name] = p.Nickname
+		}
+	}
+	for _, p := range peers {
+		if len(p.Unreachable) == 0 {
+			continue
+		}
+		var to []string
+		for _, u := range p.Unreachable {
+			if n, ok := nicks[u]; ok {
+				to = append(to, n)
+			} else {
+				to = append(to, u)
+			}
+		}
+		fmt.Fprintf(w, "%s cannot reach %s directly (relayed)\n", nicks[p.Name], strings.Join(to, ", "))
+	}
 }
 
 // formatConnections prints the data-plane connections as a table.
