@@ -113,8 +113,10 @@ func (s *supervisor) run() {
 			return
 		case <-settled:
 			settled, backoff = nil, s.min
-			s.setFailed(nil)
+			// Logged before the failure is cleared: whoever sees it
+			// cleared finds the recovery in the log.
 			s.log.Info("datapath recovered", "restarts", s.restarts.Load())
+			s.setFailed(nil)
 			continue
 		case <-s.eng.Done():
 		}

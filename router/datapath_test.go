@@ -31,6 +31,12 @@ func (b *logBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 func (b *logBuffer) count(msg string) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -118,7 +124,7 @@ func TestSupervisorRestartsFailedDatapath(t *testing.T) {
 		t.Errorf("failures = %d after the retries, want 1", got)
 	}
 	if n, r := logs.count("datapath failed"), logs.count("datapath recovered"); n != 1 || r != 1 {
-		t.Errorf("logged %d failures and %d recoveries, want one each:\n%s", n, r, logs.buf.String())
+		t.Errorf("logged %d failures and %d recoveries, want one each:\n%s", n, r, logs.String())
 	}
 	if c := conns(); c[0].State != ConnEstablished || c[1].State != ConnRelayed || c[1].Via != "c" {
 		t.Errorf("connections after recovery: %+v", c)
@@ -151,7 +157,7 @@ func TestSupervisorEndsWhenEngineCloses(t *testing.T) {
 		t.Fatal("supervisor still running after the engine closed")
 	}
 	if s.failure() != nil || s.counts() != nil || logs.count("datapath failed") != 0 {
-		t.Fatalf("a close taken for a failure: %v %v\n%s", s.failure(), s.counts(), logs.buf.String())
+		t.Fatalf("a close taken for a failure: %v %v\n%s", s.failure(), s.counts(), logs.String())
 	}
 }
 
