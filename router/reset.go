@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"weavemesh.dev/weave/api"
+	"weavemesh.dev/weave/netdev"
 )
 
 // handingOver is what the IP allocation feature offers weave reset.
@@ -22,6 +24,27 @@ func (r *Router) serveReset(req *http.Request) (any, error) {
 		return nil, err
 	}
 	ctx := req.Context()
+	// Interfaces on the bridge that this router did not attach belong to
+	// someone else (Docker containers on weavemesh networks): resetting
+	// would cut them off and hand their addresses away.
+	ours := map[string]bool{}
+	for _, ep := range r.registered() {
+		if len(ep.ID) >= 8 {
+			ours[netdev.HostIfacePrefix+ep.ID[:8]] = true // how netdev names the host end
+		}
+	}
+	if eps, err := r.bridge.Endpoints(); err == nil {
+		var foreign []string
+		for _, ep := range eps {
+			if !ours[ep.HostIface] {
+				foreign = append(foreign, ep.HostIface)
+			}
+		}
+		if len(foreign) > 0 {
+			return nil, api.Conflict("%d interfaces on the %s bridge were not attached by weave attach (%s; Docker containers on weavemesh networks?): stop those containers or disconnect them (docker network disconnect) first, then weave reset",
+				len(foreign), BridgeName, strings.Join(foreign, ", "))
+		}
+	}
 	var out api.ResetResponse
 	for _, ep := range r.registered() {
 		if _, err := r.Detach(ctx, api.DetachRequest{Netns: ep.Netns}); err != nil {
