@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -76,5 +79,27 @@ func TestFormatPeersUnreachable(t *testing.T) {
 	formatPeers(&b, peers, testNow)
 	if !strings.Contains(b.String(), "host2 cannot reach 02:00:00:00:00:03, ff:00:00:00:00:09 directly (relayed)") {
 		t.Errorf("got:\n%s", b.String())
+	}
+}
+
+func TestRemoveStaleSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if removeStaleSocket(path) {
+		t.Fatal("removed a socket someone serves")
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+	if !removeStaleSocket(path) {
+		t.Fatal("kept a stale socket")
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatal("the socket is still there")
+	}
+	if removeStaleSocket(filepath.Join(t.TempDir(), "none")) {
+		t.Fatal("removed what is not there")
 	}
 }

@@ -3,9 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -15,6 +17,7 @@ import (
 	"weavemesh.dev/weave/ipam"
 	"weavemesh.dev/weave/netdev"
 	"weavemesh.dev/weave/peer"
+	"weavemesh.dev/weave/plugin/docker"
 	"weavemesh.dev/weave/router"
 )
 
@@ -73,6 +76,9 @@ func (a *app) removeLeftovers(dataDir string) error {
 		fmt.Fprintf(a.stdout, "removed bridge %s\n", router.BridgeName)
 	}
 	removeFastdpLeftover(a.stderr)
+	if removeStaleSocket(docker.DefaultSocket) {
+		fmt.Fprintf(a.stdout, "removed the stale plugin socket %s\n", docker.DefaultSocket)
+	}
 	var removed []string
 	for _, name := range dataFiles {
 		err := os.Remove(filepath.Join(dataDir, name))
@@ -88,4 +94,18 @@ func (a *app) removeLeftovers(dataDir string) error {
 	}
 	_ = os.Remove(dataDir) // only if nothing else is in it
 	return errors.Join(errs...)
+}
+
+// removeStaleSocket removes the Docker plugin socket a crashed router left:
+// only a socket that nobody answers on.
+func removeStaleSocket(path string) bool {
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode()&os.ModeSocket == 0 {
+		return false
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close() // a router serves it: not ours to remove
+		return false
+	}
+	return os.Remove(path) == nil
 }
