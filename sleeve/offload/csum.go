@@ -1,44 +1,11 @@
 package offload
 
-import (
-	"encoding/binary"
-	"math/bits"
-)
+import "weavemesh.dev/weave/internal/csum"
 
-// sum adds b, read as big-endian 16-bit words, to the ones'-complement
-// accumulator s. Summing 64-bit words and folding later gives the same
-// result as 16-bit words (2^16 ≡ 1 mod 2^16-1). b must start at an even
-// offset of the checksummed region; an odd trailing byte is padded with 0.
-func sum(s uint64, b []byte) uint64 {
-	var c uint64
-	for len(b) >= 8 {
-		s, c = bits.Add64(s, binary.BigEndian.Uint64(b), c)
-		b = b[8:]
-	}
-	if len(b) >= 4 {
-		s, c = bits.Add64(s, uint64(binary.BigEndian.Uint32(b)), c)
-		b = b[4:]
-	}
-	if len(b) >= 2 {
-		s, c = bits.Add64(s, uint64(binary.BigEndian.Uint16(b)), c)
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s, c = bits.Add64(s, uint64(b[0])<<8, c)
-	}
-	s, c = bits.Add64(s, 0, c)
-	return s + c
-}
+// sum and fold are the shared checksum arithmetic (internal/csum).
+func sum(s uint64, b []byte) uint64 { return csum.Add(s, b) }
 
-// fold folds the accumulator to 16 bits, not complemented.
-func fold(s uint64) uint16 {
-	s = (s & 0xffffffff) + (s >> 32)
-	s = (s & 0xffffffff) + (s >> 32)
-	s = (s & 0xffff) + (s >> 16)
-	s = (s & 0xffff) + (s >> 16)
-	s = (s & 0xffff) + (s >> 16)
-	return uint16(s)
-}
+func fold(s uint64) uint16 { return csum.Fold(s) }
 
 // Checksum is the Internet checksum (RFC 1071) of b with initial folded
 // into it, ready to store.
