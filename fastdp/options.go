@@ -9,7 +9,7 @@ import (
 	"net/netip"
 	"strings"
 
-	"golang.org/x/sys/unix"
+	"weavemesh.dev/weave/internal/ifname"
 )
 
 // Defaults and limits of Options.
@@ -145,18 +145,5 @@ func VNIFor(meshName string) uint32 {
 // bytes carries without fragmenting the outer packets.
 func MaxMTUFor(pathMTU int) int { return pathMTU - Overhead }
 
-// validIfName checks what the kernel's dev_valid_name checks, so the user
-// gets a message naming the field rather than a bare EINVAL.
-func validIfName(name string) error {
-	switch {
-	case name == "":
-		return errors.New("interface name is empty")
-	case len(name) > unix.IFNAMSIZ-1:
-		return fmt.Errorf("interface name %q is longer than %d characters", name, unix.IFNAMSIZ-1)
-	case name == "." || name == "..":
-		return fmt.Errorf("interface name %q is not allowed", name)
-	case strings.ContainsAny(name, "/: \t\n\r\v\f"):
-		return fmt.Errorf("interface name %q contains '/', ':' or white space", name)
-	}
-	return nil
-}
+// validIfName checks an interface name (internal/ifname).
+func validIfName(name string) error { return ifname.Valid(name) }

@@ -8,13 +8,14 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strings"
 	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"weavemesh.dev/weave/internal/ifname"
 )
 
 // Names used on the host.
@@ -71,21 +72,8 @@ func (o *BridgeOptions) validate() error {
 	return nil
 }
 
-// validIfName checks what the kernel's dev_valid_name checks, so the user
-// gets a message naming the field rather than a bare EINVAL.
-func validIfName(name string) error {
-	switch {
-	case name == "":
-		return errors.New("interface name is empty")
-	case len(name) > unix.IFNAMSIZ-1:
-		return fmt.Errorf("interface name %q is longer than %d characters", name, unix.IFNAMSIZ-1)
-	case name == "." || name == "..":
-		return fmt.Errorf("interface name %q is not allowed", name)
-	case strings.ContainsAny(name, "/: \t\n\r\v\f"):
-		return fmt.Errorf("interface name %q contains '/', ':' or white space", name)
-	}
-	return nil
-}
+// validIfName checks an interface name (internal/ifname).
+func validIfName(name string) error { return ifname.Valid(name) }
 
 // Bridge is the overlay bridge of one host. Its methods act in the network
 // namespace EnsureBridge ran in and are safe for concurrent use.

@@ -120,27 +120,17 @@ func addrStrings(as []netip.Addr) []string {
 
 // add answers POST /dns/add.
 func (f *Feature) add(ctx context.Context, req api.DNSRequest) (api.DNSRequest, error) {
-	if f.opts.Off {
-		return api.DNSRequest{}, errOff()
-	}
-	if err := f.host.Ready(); err != nil {
-		return api.DNSRequest{}, err
-	}
-	name, addrs, err := f.request(req)
-	if err != nil {
-		return api.DNSRequest{}, err
-	}
-	if _, err := f.store.Add(name, addrs); err != nil {
-		return api.DNSRequest{}, api.BadRequest("%v", err)
-	}
-	if err := f.saveManual(); err != nil {
-		return api.DNSRequest{}, err
-	}
-	return api.DNSRequest{Name: name, IPs: addrStrings(addrs)}, nil
+	return f.changeManual(req, f.store.Add)
 }
 
 // remove answers POST /dns/remove.
 func (f *Feature) remove(ctx context.Context, req api.DNSRequest) (api.DNSRequest, error) {
+	return f.changeManual(req, f.store.Remove)
+}
+
+// changeManual applies a change of the records added by hand (apply is
+// the store's Add or Remove) and saves them.
+func (f *Feature) changeManual(req api.DNSRequest, apply func(name string, addrs []netip.Addr) (int, error)) (api.DNSRequest, error) {
 	if f.opts.Off {
 		return api.DNSRequest{}, errOff()
 	}
@@ -151,7 +141,7 @@ func (f *Feature) remove(ctx context.Context, req api.DNSRequest) (api.DNSReques
 	if err != nil {
 		return api.DNSRequest{}, err
 	}
-	if _, err := f.store.Remove(name, addrs); err != nil {
+	if _, err := apply(name, addrs); err != nil {
 		return api.DNSRequest{}, api.BadRequest("%v", err)
 	}
 	if err := f.saveManual(); err != nil {

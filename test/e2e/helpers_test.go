@@ -64,29 +64,7 @@ func routerArgs(cl *harness.Cluster, h *harness.Host) []string {
 // an established connection to every other.
 func startMesh(t *testing.T, opts harness.Options, perHost int) *mesh {
 	t.Helper()
-	cl := newCluster(t, opts)
-	for _, h := range cl.Hosts {
-		if err := h.StartRouter(routerArgs(cl, h)...); err != nil {
-			t.Fatalf("start router on %s: %v", h.Name, err)
-		}
-	}
-	m := &mesh{cl: cl}
-	for _, h := range cl.Hosts {
-		var cs []*harness.Container
-		for n := 1; n <= perHost; n++ {
-			c, err := h.AddContainer(fmt.Sprintf("c%d%d", h.Index, n))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := c.Attach(fmt.Sprintf("10.32.%d.%d/12", h.Index, n)); err != nil {
-				t.Fatal(err)
-			}
-			cs = append(cs, c)
-		}
-		m.ctrs = append(m.ctrs, cs)
-	}
-	waitMesh(t, cl)
-	return m
+	return startMeshWith(t, opts, perHost, func(*harness.Host) []string { return nil })
 }
 
 // waitMesh waits until every host knows every peer and has an established
