@@ -95,6 +95,14 @@ type Connection struct {
 	// DatapathReason says why a direct pair is on the sleeve rather than
 	// fastdp ("fastdp" or "sleeve" is Datapath).
 	DatapathReason string `json:"datapath_reason,omitempty"`
+	// Traffic on the sleeve link to the peer since the router started:
+	// Ethernet frames and bytes sent to it (or through it, when it
+	// relays), and received from it. A fastdp pair's unicast frames go
+	// through the kernel and are not counted here.
+	TxFrames uint64 `json:"tx_frames"`
+	RxFrames uint64 `json:"rx_frames"`
+	TxBytes  uint64 `json:"tx_bytes"`
+	RxBytes  uint64 `json:"rx_bytes"`
 }
 
 // PeersRequest is the body of POST /connect and POST /forget.

@@ -138,6 +138,9 @@ type Host struct {
 	// Connections is the router's view of its connections to the other
 	// peers (as GET /status/connections shows them).
 	Connections func(ctx context.Context) ([]api.Connection, error)
+	// Peers is the mesh as gossip tells it (as GET /status/peers shows
+	// it): every member, and the peers each cannot reach directly.
+	Peers func(ctx context.Context) ([]api.Peer, error)
 	// Datapaths are the counters of the datapaths that carry frames.
 	Datapaths func() []DatapathStats
 	// Gossip are the gossip layer's counters.

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"weavemesh.dev/weave/feature"
+	"weavemesh.dev/weave/ui"
 )
 
 // DefaultAddr is where the metrics are served unless told otherwise: the
@@ -30,7 +31,7 @@ type Options struct {
 	Addr string
 }
 
-// Feature serves /metrics.
+// Feature serves /metrics, and the live picture of the mesh at /ui.
 type Feature struct {
 	feature.Base
 	opts Options
@@ -90,6 +91,11 @@ func (f *Feature) Start(context.Context) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", f.Handler())
+	page, err := ui.New(ui.Options{Self: f.host.Self.String(), Peers: f.host.Peers, Connections: f.host.Connections, Datapaths: f.host.Datapaths})
+	if err != nil {
+		return fmt.Errorf("metrics: the mesh picture at /ui: %w", err)
+	}
+	page.Register(mux)
 	f.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	f.done = make(chan struct{})
 	go func() {

@@ -149,6 +149,7 @@ func (r *Router) Connections(ctx context.Context) ([]api.Connection, error) {
 			continue
 		}
 		c.MTU = l.OverlayMTU
+		c.TxFrames, c.RxFrames, c.TxBytes, c.RxBytes = l.TxFrames, l.RxFrames, l.TxBytes, l.RxBytes
 		c.RTTMillis = float64(l.RTT) / float64(time.Millisecond)
 		c.Encrypted = r.sleeve.Encrypted(m.Name)
 		c.Datapath, c.DatapathReason = r.kdp.datapathOf(m.Name)

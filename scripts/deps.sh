@@ -32,6 +32,7 @@ declare -A pkg_for=(
 	[ip]=iproute2
 	[ping]=iputils-ping
 	[iperf3]=iperf3
+	[chromium]=chromium
 	[tcpdump]=tcpdump
 	[dig]=dnsutils
 	[nft]=nftables

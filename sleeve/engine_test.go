@@ -192,6 +192,28 @@ func TestFloodAndUnicast(t *testing.T) {
 	if owner, ok := a.macs.Lookup(macs.AddrFrom(mac(2)), m.clock.Now().Unix()); !ok || owner != b.name {
 		t.Fatalf("A learned mac 2 -> %v %v", owner, ok)
 	}
+
+	// Each link counts the Ethernet bytes it carried: B sent the 19-byte
+	// reply to A only, and A received it from B.
+	reply := uint64(len(ethFrame(mac(1), mac(2), 0x0806, []byte("is-at"))) - wire.VnetHdrLen)
+	link := func(n *testNode, to peer.Name) Link {
+		for _, l := range n.e.Links() {
+			if l.Peer == to {
+				return l
+			}
+		}
+		t.Fatalf("%s has no link to %s", n.name, to)
+		return Link{}
+	}
+	if l := link(b, a.name); l.TxFrames != 1 || l.TxBytes != reply {
+		t.Errorf("B->A link sent %d frames, %d bytes; want 1, %d", l.TxFrames, l.TxBytes, reply)
+	}
+	if l := link(b, c.name); l.TxBytes != 0 {
+		t.Errorf("B->C link sent %d bytes; want 0", l.TxBytes)
+	}
+	if l := link(a, b.name); l.RxFrames != 1 || l.RxBytes != reply {
+		t.Errorf("A's link from B received %d frames, %d bytes; want 1, %d", l.RxFrames, l.RxBytes, reply)
+	}
 }
 
 // tcpSuperFrame builds a TCP/IPv4 super-frame the way the TAP hands one

@@ -112,6 +112,7 @@ func (in *inside) send(p *peerState, dst peer.Name, flags uint8, data []byte) {
 		if len(data) <= per {
 			in.b.frame(p, dst, flags, data)
 			p.txFrames.Add(1)
+			p.txBytes.Add(uint64(len(data) - wire.VnetHdrLen))
 			return
 		}
 		eth := data[wire.VnetHdrLen:]
@@ -125,6 +126,7 @@ func (in *inside) send(p *peerState, dst peer.Name, flags uint8, data []byte) {
 		}
 		in.b.cut(p, dst, flags, &in.frag)
 		p.txFrames.Add(1)
+		p.txBytes.Add(uint64(len(data) - wire.VnetHdrLen))
 		return
 	}
 	if err := in.seg.Reset(data); err != nil {
@@ -148,6 +150,7 @@ func (in *inside) send(p *peerState, dst peer.Name, flags uint8, data []byte) {
 	}
 	in.b.cut(p, dst, flags, &in.seg)
 	p.txFrames.Add(1)
+	p.txBytes.Add(uint64(len(data) - wire.VnetHdrLen))
 }
 
 // tooBig answers a frame larger than the path, the way a router would.

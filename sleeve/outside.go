@@ -202,6 +202,7 @@ func (out *outside) deliver(src peer.Name, data []byte, tap bool) {
 	e.stats.rxBytes.Add(uint64(len(eth)))
 	if p := e.peer(src); p != nil {
 		p.rxFrames.Add(1)
+		p.rxBytes.Add(uint64(len(eth)))
 	}
 	if out.gro.Full() {
 		out.flushTAP()

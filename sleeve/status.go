@@ -17,8 +17,14 @@ type Link struct {
 	RTT        time.Duration
 	PMTU       int // datagram bytes in use towards the peer
 	OverlayMTU int // largest IP packet sent to the peer without ICMP "too big"
-	TxFrames   uint64
-	RxFrames   uint64
+	// Frames and their bytes (Ethernet, as the containers sent them)
+	// that this router sent on the link to the peer (for it, or for
+	// peers it relays to), and that came from the peer, directly or
+	// relayed. Frames passed on for two other peers are not in them, nor
+	// the unicast frames of a kernel (fastdp) pair, which bypass the
+	// sleeve.
+	TxFrames, RxFrames uint64
+	TxBytes, RxBytes   uint64
 }
 
 // Links returns every peer's link, sorted by peer name.
@@ -35,6 +41,8 @@ func (e *Engine) Links() []Link {
 			OverlayMTU: e.overlayMTUTo(p),
 			TxFrames:   p.txFrames.Load(),
 			RxFrames:   p.rxFrames.Load(),
+			TxBytes:    p.txBytes.Load(),
+			RxBytes:    p.rxBytes.Load(),
 		})
 	}
 	slices.SortFunc(out, func(a, b Link) int { return cmp.Compare(a.Peer, b.Peer) })

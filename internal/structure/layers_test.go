@@ -76,7 +76,7 @@ func within(pkg string, dirs ...string) bool {
 // The features: the contract and the packages that implement it (each
 // feature's domain package and its feature glue, e.g. dns and
 // dns/dnsfeature). A new feature's top-level directory goes here.
-var features = []string{"feature", "dns", "ipam", "metrics", "plugin"}
+var features = []string{"feature", "dns", "ipam", "metrics", "plugin", "ui"}
 
 // The mesh core (mesh, gossip) and the datapaths (sleeve, netdev, fastdp)
 // import no feature: features stand on them, never the other way round.
