@@ -84,8 +84,9 @@ func htmlUnescape(s string) string {
 // datapaths are drawn), shows the three peers with their nicknames, host1's
 // two connections with the datapath and state host1 reports, the pair
 // host2-host3 from gossip, and the traffic of a transfer on the host1-host3
-// edge; it keeps polling; and its screenshot is a real picture with the
-// edges in their datapath's colour.
+// edge; it keeps polling; its screenshot is a real picture with the edges
+// in their datapath's colour; and once host1 - host3 is cut, it draws that
+// connection relayed through host2.
 func TestUIInChromium(t *testing.T) {
 	bin := chromiumPath(t)
 	m := startMeshWith(t, harness.Options{Hosts: 3}, 1, func(h *harness.Host) []string {
@@ -246,6 +247,38 @@ func TestUIInChromium(t *testing.T) {
 		if raw, err := os.ReadFile(shot); err != nil || os.WriteFile(keep, raw, 0o644) != nil {
 			t.Errorf("WEAVE_UI_SCREENSHOT=%s: cannot copy the screenshot there", keep)
 		}
+	}
+
+	// With the underlay between host1 and host3 cut, the page draws
+	// host1's connection to host3 relayed through host2.
+	if err := m.cl.Cut(h1, h3); err != nil {
+		t.Fatal(err)
+	}
+	err = harness.PollFor(meshTimeout, "host1 -> host3 relayed", func(context.Context) error {
+		c, err := h1.ConnectionTo(h3)
+		if err != nil {
+			return err
+		}
+		if c.State != "relayed" || c.Via != nameOf["host2"] {
+			return fmt.Errorf("host1 -> host3: %s via %q (%s); want relayed via host2 (%s)", c.State, c.Via, c.Reason, nameOf["host2"])
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dom = chromium(ctx, t, h1, bin, dir, "--dump-dom", "http://127.0.0.1:6782/ui")
+	found := false
+	for _, e := range elements(dom, "edge") {
+		if e["data-from"] == self && e["data-to"] == want13.Peer {
+			found = true
+			if e["data-state"] != "relayed" || e["data-via"] != nameOf["host2"] {
+				t.Errorf("edge host1 - host3 after the cut: %v; want relayed via host2 (%s)", e, nameOf["host2"])
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no edge host1 - host3 drawn after the cut:\n%s", dom)
 	}
 }
 
