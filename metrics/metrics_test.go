@@ -194,6 +194,16 @@ func TestServe(t *testing.T) {
 	if !strings.Contains(string(body), "weave_peers 2") {
 		t.Errorf("/metrics lacks weave_peers:\n%.400s", body)
 	}
+	// The same listener draws the mesh.
+	resp, err = http.Get("http://" + addr + "/ui/mesh.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"to":"3"`) {
+		t.Errorf("/ui/mesh.json: %s, want the connection to peer 3:\n%.400s", resp.Status, body)
+	}
 	g, _ := New(Options{Addr: addr})
 	if err := g.Open(testHost()); err == nil || !strings.Contains(err.Error(), "--metrics-addr") {
 		t.Errorf("second listener on %s: %v", addr, err)
