@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -199,4 +200,40 @@ func TestRater(t *testing.T) {
 			t.Errorf("step %d at %v :\n%s", i, s.at, d)
 		}
 	}
+}
+
+// FuzzBuild: whatever names, nicknames and unreachable lists gossip
+// carries, the picture is built, every edge joins two of its peers, and
+// its JSON carries no raw markup.
+func FuzzBuild(f *testing.F) {
+	f.Add("a", "b", "c", "<b>x</b>", "b", byte(3))
+	f.Add("", "", "", "", "", byte(0))
+	f.Add("a", "a", "a", "\x00\"'&", "a", byte(1))
+	f.Fuzz(func(t *testing.T, self, p1, p2, nick, down string, maxRemote byte) {
+		in := input{self: self, maxRemote: int(maxRemote % 4),
+			peers: []api.Peer{
+				{Name: self, Nickname: nick, State: "alive", Self: true},
+				{Name: p1, Nickname: nick, State: "alive", Unreachable: []string{down, p2}},
+				{Name: p2, Nickname: nick, State: "suspect", Unreachable: []string{p1}},
+			},
+			conns: []api.Connection{{Peer: p1, Nickname: nick, State: "relayed", Via: p2, Datapath: "sleeve"}},
+		}
+		m := build(in)
+		names := map[string]bool{}
+		for _, p := range m.Peers {
+			names[p.Name] = true
+		}
+		for _, e := range m.Edges {
+			if !names[e.From] || !names[e.To] {
+				t.Errorf("edge %q - %q joins a peer not in the picture", e.From, e.To)
+			}
+		}
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.ContainsAny(string(b), "<>") {
+			t.Errorf("raw markup in %s", b)
+		}
+	})
 }

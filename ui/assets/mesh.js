@@ -7,6 +7,9 @@
 (function () {
   const SVG = "http://www.w3.org/2000/svg";
   const W = 800, H = 560;
+  // Above this many peers the circles shrink to fit the ring and the
+  // labels move into tooltips and the table.
+  const CROWDED = 24;
   let interval = 1000;
   let updates = 0;
 
@@ -81,7 +84,8 @@
     if (!t) {
       return "";
     }
-    let s = "↑ " + rate(t.tx_bytes_per_second) + "  ↓ " + rate(t.rx_bytes_per_second);
+    let s = typeof t.tx_bytes_per_second === "number" ?
+      "↑ " + rate(t.tx_bytes_per_second) + "  ↓ " + rate(t.rx_bytes_per_second) : "measuring…";
     if (t.partial) {
       s += " + kernel";
     }
@@ -91,6 +95,8 @@
   function draw(m) {
     const byName = new Map(m.peers.map((p) => [p.name, p]));
     const pos = layout(m.peers);
+    const crowded = m.peers.length > CROWDED;
+    const radius = crowded ? Math.max(3, (Math.PI * (Math.min(W, H) - 140)) / (m.peers.length * 2.5)) : 26;
     const edges = document.getElementById("edges");
     const labels = document.getElementById("labels");
     const nodes = document.getElementById("nodes");
@@ -122,7 +128,7 @@
       if (e.via) {
         label = (label ? label + "  " : "") + "via " + short(nick(byName, e.via), 20);
       }
-      if (label) {
+      if (label && !crowded) {
         labels.appendChild(el(SVG, "text", {
           class: "edge-label", "data-from": e.from, "data-to": e.to,
           x: (a.x + b.x) / 2, y: (a.y + b.y) / 2 - 4,
@@ -137,9 +143,11 @@
         "data-state": p.state, "data-self": p.self ? "true" : "false",
         transform: "translate(" + c.x + "," + c.y + ")",
       });
-      g.appendChild(el(SVG, "circle", { r: 26 }));
-      g.appendChild(el(SVG, "text", { class: "nick", y: -32 }, short(p.nickname || "(no nickname)", 24)));
-      g.appendChild(el(SVG, "text", { class: "name", y: 42 }, short(p.name, 24)));
+      g.appendChild(el(SVG, "circle", { r: radius }));
+      if (!crowded || p.self) {
+        g.appendChild(el(SVG, "text", { class: "nick", y: -radius - 6 }, short(p.nickname || "(no nickname)", 24)));
+        g.appendChild(el(SVG, "text", { class: "name", y: radius + 16 }, short(p.name, 24)));
+      }
       g.appendChild(el(SVG, "title", {}, (p.nickname || "") + " " + p.name + " " + p.state + (p.address ? " " + p.address : "") + (p.version ? " version " + p.version : "")));
       nodes.appendChild(g);
     }
