@@ -104,7 +104,8 @@ func (f *Feature) Start(context.Context) error {
 			f.host.Logger.Error("metrics listener stopped", "component", "metrics", "err", err)
 		}
 	}()
-	f.host.Logger.Info("metrics listening", "component", "metrics", "addr", f.ln.Addr().String())
+	f.host.Logger.Info("metrics listening", "component", "metrics", "addr", f.ln.Addr().String(),
+		"mesh_picture", "http://"+f.ln.Addr().String()+"/ui/")
 	return nil
 }
 
