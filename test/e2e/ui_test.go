@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"image/png"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"weavemesh.dev/weave/api"
 	"weavemesh.dev/weave/test/harness"
 	"weavemesh.dev/weave/ui"
 )
@@ -328,5 +331,66 @@ func checkScreenshot(t *testing.T, path string, w, h int) {
 		if n := colours[c.rgb]; n < 300 {
 			t.Errorf("screenshot has %d pixels of the %s's colour #%02x%02x%02x; want an edge drawn", n, c.what, c.rgb[0], c.rgb[1], c.rgb[2])
 		}
+	}
+}
+
+// TestUIPeerStringsStayText: nicknames are chosen by any peer and arrive
+// by gossip. Served to headless Chromium (on loopback, from a page with
+// nicknames made of markup), they are drawn as text: no element of theirs
+// appears and no script of theirs runs.
+func TestUIPeerStringsStayText(t *testing.T) {
+	bin := chromiumPath(t)
+	hostile := []string{
+		`<img src=x onerror="document.body.dataset.pwned='img'">`,
+		`"><svg onload="document.body.dataset.pwned='svg'">`,
+		`</text><script>document.body.dataset.pwned='script'</script>`,
+	}
+	peers := []api.Peer{{Name: "02:00:00:00:00:01", Nickname: "host1", State: "alive", Self: true}}
+	var conns []api.Connection
+	for i, n := range hostile {
+		p := api.Peer{Name: fmt.Sprintf("02:00:00:00:00:%02d", i+2), Nickname: n, State: "alive"}
+		peers = append(peers, p)
+		conns = append(conns, api.Connection{Peer: p.Name, Nickname: n, State: "established", Datapath: "sleeve", Reason: n})
+	}
+	h, err := ui.New(ui.Options{Self: peers[0].Name,
+		Peers:       func(context.Context) ([]api.Peer, error) { return peers, nil },
+		Connections: func(context.Context) ([]api.Connection, error) { return conns, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	h.Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+
+	dir := t.TempDir()
+	ctx := ctxFor(t, time.Minute)
+	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+		"--user-data-dir="+filepath.Join(dir, "profile"), "--virtual-time-budget=3000", "--dump-dom", srv.URL+"/ui/")
+	cmd.Env = append(os.Environ(), "HOME="+dir)
+	cmd.WaitDelay = 5 * time.Second
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium: %v\n%s", err, harness.Tail(stderr.String(), 20))
+	}
+	dom := string(out)
+	if n := len(elements(dom, "node")); n != len(peers) {
+		t.Fatalf("%d nodes drawn, want %d:\n%s", n, len(peers), dom)
+	}
+	for _, tag := range []string{"<img", "<script>document", "<svg onload"} {
+		if strings.Contains(dom, tag) {
+			t.Errorf("a nickname became markup: the DOM has %s", tag)
+		}
+	}
+	for _, b := range elements(dom, "") {
+		if b["tag"] == "body" && b["data-pwned"] != "" {
+			t.Errorf("a nickname's script ran (%s)", b["data-pwned"])
+		}
+	}
+	if !strings.Contains(dom, "&lt;img src=x onerror=") {
+		t.Errorf("the nickname is not drawn as text:\n%s", dom)
 	}
 }
