@@ -67,7 +67,8 @@ and keep its identity and data.`,
 	return cmd
 }
 
-// removeLeftovers removes the bridge, the VXLAN device and the data files.
+// removeLeftovers removes the bridge, the VXLAN device, sockets nobody
+// answers on and the data files.
 func (a *app) removeLeftovers(dataDir string) error {
 	var errs []error
 	if gone, err := netdev.DeleteBridgeByName(router.BridgeName); err != nil {
@@ -78,6 +79,9 @@ func (a *app) removeLeftovers(dataDir string) error {
 	removeFastdpLeftover(a.stderr)
 	if removeStaleSocket(docker.DefaultSocket) {
 		fmt.Fprintf(a.stdout, "removed the stale plugin socket %s\n", docker.DefaultSocket)
+	}
+	if la, err := api.ParseAddr(a.httpAddr); err == nil && la.Network == "unix" && removeStaleSocket(la.Address) {
+		fmt.Fprintf(a.stdout, "removed the stale API socket %s\n", la.Address)
 	}
 	var removed []string
 	for _, name := range dataFiles {
