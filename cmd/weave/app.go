@@ -12,7 +12,6 @@ import (
 
 	"weavemesh.dev/weave/api"
 	"weavemesh.dev/weave/router"
-	"weavemesh.dev/weave/sleeve/wire"
 )
 
 // Exit codes.
@@ -20,12 +19,6 @@ const (
 	exitOK    = 0
 	exitError = 1 // the command failed
 	exitUsage = 2 // the command line was wrong
-)
-
-// Protocol range of the sleeve data plane this build speaks.
-const (
-	protoMin = wire.Version
-	protoMax = wire.Version
 )
 
 // app holds what the commands depend on, so tests can run the CLI in
