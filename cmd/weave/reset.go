@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -80,9 +81,7 @@ func (a *app) removeLeftovers(dataDir string) error {
 	if removeStaleSocket(docker.DefaultSocket) {
 		fmt.Fprintf(a.stdout, "removed the stale plugin socket %s\n", docker.DefaultSocket)
 	}
-	if la, err := api.ParseAddr(a.httpAddr); err == nil && la.Network == "unix" && removeStaleSocket(la.Address) {
-		fmt.Fprintf(a.stdout, "removed the stale API socket %s\n", la.Address)
-	}
+	a.removeStaleAPISocket(a.stdout)
 	var removed []string
 	for _, name := range dataFiles {
 		err := os.Remove(filepath.Join(dataDir, name))
@@ -98,6 +97,14 @@ func (a *app) removeLeftovers(dataDir string) error {
 	}
 	_ = os.Remove(dataDir) // only if nothing else is in it
 	return errors.Join(errs...)
+}
+
+// removeStaleAPISocket removes the API's unix socket (--http-addr
+// unix:///PATH) a crashed router left, saying so on w.
+func (a *app) removeStaleAPISocket(w io.Writer) {
+	if la, err := api.ParseAddr(a.httpAddr); err == nil && la.Network == "unix" && removeStaleSocket(la.Address) {
+		fmt.Fprintf(w, "removed the stale API socket %s\n", la.Address)
+	}
 }
 
 // removeStaleSocket removes the Docker plugin socket a crashed router left:

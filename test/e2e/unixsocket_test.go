@@ -118,4 +118,24 @@ func TestUnixSocketAPI(t *testing.T) {
 	if _, err := os.Lstat(sock); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("socket after weave reset of a crashed router: %v, want it gone", err)
 	}
+
+	// weave launch runs the router in the background on the socket; weave
+	// stop after a crash says no router runs and removes the socket.
+	if out, err := h.Launch("--http-addr", addr); err != nil {
+		t.Fatalf("weave launch: %v\n%s", err, out)
+	}
+	checkSocket("after weave launch")
+	if err := h.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.WaitExit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.Weave("stop")
+	if !errors.As(err, &ee) || !strings.Contains(ee.Output, "removed the stale API socket "+sock) || !strings.Contains(ee.Output, "no router is running") {
+		t.Errorf("weave stop after a crash: %v, want no router running and the socket removed", err)
+	}
+	if _, err := os.Lstat(sock); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("socket after weave stop of a crashed router: %v, want it gone", err)
+	}
 }
