@@ -114,6 +114,9 @@ func TestUpgradeProtocolRanges(t *testing.T) {
 			t.Errorf("%s's log lacks the refusal with %q:\n%s", l.who, l.want, harness.Tail(l.log, 30))
 		}
 	}
+	if out, err := h1.Weave("status"); err != nil || !strings.Contains(out, "Warning: the peers speak different protocol ranges (2..2 on 1, 3..4 on 1)") {
+		t.Errorf("weave status next to a refused peer (%v):\n%s", err, out)
+	}
 	if n := strings.Count(h1.RouterLog(), "refusing a peer"); n != 1 {
 		t.Errorf("host1 logged the refusal %d times, want once (per change, not per refresh)", n)
 	}
@@ -125,7 +128,8 @@ func TestUpgradeProtocolRanges(t *testing.T) {
 	startOtherBuild(t, cl, h2, overlapping, logB)
 	waitMesh(t, cl)
 	out, err := h1.Weave("status")
-	if err != nil || !strings.Contains(out, "Warning: the mesh runs mixed versions") || !strings.Contains(out, "next-compatible on 1") {
+	if err != nil || !strings.Contains(out, "Warning: the mesh runs mixed versions") || !strings.Contains(out, "next-compatible on 1") ||
+		!strings.Contains(out, "different protocol ranges (2..2 on 1, 2..3 on 1)") {
 		t.Errorf("weave status on a mixed mesh (%v):\n%s", err, out)
 	}
 	if log := h1.RouterLog(); !strings.Contains(log, "no longer refusing a peer") {
