@@ -65,7 +65,7 @@ func (a Addr) String() string {
 
 // listenUnix binds the socket at path with SocketMode from the first
 // moment: it is bound in a private directory, given its mode, and only
-// then renamed into place, so no client ever sees it with the umask's
+// then linked into place, so no client ever sees it with the umask's
 // looser bits. A socket file left by a router that died is replaced; a
 // socket that answers is a router that runs, and a path that is not a
 // socket is not ours to remove.
@@ -87,15 +87,20 @@ func listenUnix(path string) (*net.UnixListener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen for the HTTP API on %s: %w", path, err)
 	}
-	// The listener must not unlink the name it was bound to (gone after
-	// the rename); closeUnix removes the socket at path.
+	// The listener must not unlink the name it was bound to (removed with
+	// the private directory); Server.Close removes the socket at path.
 	ln.SetUnlinkOnClose(false)
 	if err := os.Chmod(bound, SocketMode); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("set the mode of the API socket: %w", err)
 	}
-	if err := os.Rename(bound, path); err != nil {
+	// A link, unlike a rename, never replaces what a router starting at
+	// the same moment put there.
+	if err := os.Link(bound, path); err != nil {
 		ln.Close()
+		if errors.Is(err, fs.ErrExist) {
+			return nil, &addrInUseError{addr: UnixScheme + path, err: syscall.EADDRINUSE}
+		}
 		return nil, fmt.Errorf("put the API socket at %s: %w", path, err)
 	}
 	return ln, nil
