@@ -99,11 +99,11 @@ func TestLifecycle(t *testing.T) {
 	h1 := cl.Host(1)
 	h2 := &lifecycleHost{Host: cl.Host(2),
 		apiSock: filepath.Join(cl.Dir, "host2-api.sock"), pluginSock: pluginSocket(cl, cl.Host(2))}
-	init := "--ipalloc-init=consensus=2"
-	if err := h1.StartRouter(init); err != nil {
+	split := "--ipalloc-init=consensus=2"
+	if err := h1.StartRouter(split); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{init, "--http-addr", api.UnixScheme + h2.apiSock, "--plugin-socket", h2.pluginSock, h1.IP.String()}
+	args := []string{split, "--http-addr", api.UnixScheme + h2.apiSock, "--plugin-socket", h2.pluginSock, h1.IP.String()}
 	if err := h2.StartRouter(args...); err != nil {
 		t.Fatal(err)
 	}
