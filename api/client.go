@@ -21,6 +21,8 @@ type Client struct {
 	base  string
 	hc    *http.Client
 	token string // sent as a bearer token when set
+	// addrErr is why addr is not an API address, returned by every call.
+	addrErr error
 }
 
 // Client limits.
@@ -32,25 +34,39 @@ const (
 	maxResponseBytes = 64 << 20
 )
 
-// NewClient returns a client for the API at addr (host:port; DefaultAddr if
-// empty).
+// NewClient returns a client for the API at addr (host:port, or
+// unix:///PATH for a unix socket; DefaultAddr if empty). An address
+// ParseAddr refuses fails every request with its error.
 func NewClient(addr string) *Client {
 	if addr == "" {
 		addr = DefaultAddr
+	}
+	base := "http://" + addr
+	dialer := &net.Dialer{Timeout: dialTimeout}
+	dial := dialer.DialContext
+	a, addrErr := ParseAddr(addr)
+	if addrErr == nil && a.Network == "unix" {
+		// The host in the URL only names the server in the Host header,
+		// which a router on a socket does not check.
+		base = "http://localhost"
+		dial = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return dialer.DialContext(ctx, "unix", a.Address)
+		}
 	}
 	tr := &http.Transport{
 		// The API is local: never send it through an HTTP proxy from the
 		// environment.
 		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: dialTimeout}).DialContext,
+		DialContext:           dial,
 		MaxIdleConns:          2,
 		IdleConnTimeout:       30 * time.Second,
 		ResponseHeaderTimeout: DefaultTimeout,
 	}
 	return &Client{
-		addr: addr,
-		base: "http://" + addr,
-		hc:   &http.Client{Transport: tr, Timeout: DefaultTimeout},
+		addr:    addr,
+		base:    base,
+		addrErr: addrErr,
+		hc:      &http.Client{Transport: tr, Timeout: DefaultTimeout},
 	}
 }
 
@@ -143,6 +159,9 @@ func (c *Client) Version(ctx context.Context) (Version, error) {
 // do sends one request with in (if not nil) as the JSON body and decodes a
 // 2xx answer into out (if not nil).
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	if c.addrErr != nil {
+		return fmt.Errorf("API address: %w", c.addrErr)
+	}
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -201,7 +220,8 @@ func errorMessage(resp *http.Response, data []byte) string {
 }
 
 func (c *Client) transportError(err error) error {
-	if errors.Is(err, syscall.ECONNREFUSED) {
+	// A socket file that is gone, or left by a router that died.
+	if errors.Is(err, syscall.ECONNREFUSED) || (strings.HasPrefix(c.addr, UnixScheme) && errors.Is(err, syscall.ENOENT)) {
 		return &noRouterError{addr: c.addr, err: err}
 	}
 	var ne net.Error

@@ -30,6 +30,17 @@ type DNSCounters struct {
 	Malformed        uint64 `json:"malformed"`
 	// Answers counts answers by response code (NOERROR, NXDOMAIN, ...).
 	Answers map[string]uint64 `json:"answers"`
+	// UpstreamLatency is how long upstream servers took to answer.
+	UpstreamLatency LatencyHistogram `json:"upstream_latency"`
+}
+
+// LatencyHistogram counts observations by bucket: Counts[i] took at most
+// BoundsSeconds[i] (and more than the bound before); the last of Counts,
+// one more than the bounds, took longer than all.
+type LatencyHistogram struct {
+	BoundsSeconds []float64 `json:"bounds_s"`
+	Counts        []uint64  `json:"counts"`
+	SumSeconds    float64   `json:"sum_s"`
 }
 
 // DNSStatus is the answer to GET /status/dns.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -36,7 +37,8 @@ type Backend interface {
 
 // ServerOptions configures NewServer.
 type ServerOptions struct {
-	// Addr is the host:port to listen on; DefaultAddr if empty. Port 0
+	// Addr is the host:port to listen on, or unix:///PATH for a unix
+	// socket of mode SocketMode (ParseAddr); DefaultAddr if empty. Port 0
 	// picks a free port (see Server.Addr).
 	Addr string
 	// Backend answers every request; required.
@@ -58,9 +60,10 @@ type Server struct {
 	backend Backend
 	version Version
 	addr    string // as configured
+	listen  Addr   // addr parsed
 	host    string // host part of addr, lower case, for the Host header check
 	token   string
-	local   bool // addr is a loopback address
+	local   bool // addr is a loopback address or a unix socket
 	mux     *http.ServeMux
 	srv     *http.Server
 
@@ -75,6 +78,8 @@ type Server struct {
 	mu sync.Mutex // guards the fields below
 	// ln is the listener once Start succeeded.
 	ln net.Listener
+	// sock is the unix socket file Start made, removed by Close.
+	sock os.FileInfo
 	// closed is set by Close; Start refuses afterwards.
 	closed bool
 	// done is closed when the serve goroutine has returned.
@@ -100,14 +105,20 @@ func NewServer(o ServerOptions) (*Server, error) {
 	if o.Addr == "" {
 		o.Addr = DefaultAddr
 	}
-	host, _, err := net.SplitHostPort(o.Addr)
+	la, err := ParseAddr(o.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("api: ServerOptions.Addr %q: want host:port: %w", o.Addr, err)
+		return nil, fmt.Errorf("api: ServerOptions.Addr: %w", err)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	local := isLoopback(host)
+	// A unix socket of mode 0600 admits its owner only: as local as
+	// loopback, and out of reach of browsers.
+	host, local := "", la.Network == "unix"
+	if !local {
+		host, _, _ = net.SplitHostPort(o.Addr)
+		local = isLoopback(host)
+	}
 	if !local && o.Token == "" {
 		return nil, fmt.Errorf("api: the HTTP API on %s would be reachable from other hosts with no token: give --http-token (or WEAVE_HTTP_TOKEN), or keep --http-addr on 127.0.0.1", o.Addr)
 	}
@@ -119,6 +130,7 @@ func NewServer(o ServerOptions) (*Server, error) {
 		backend: o.Backend,
 		version: o.Version,
 		addr:    o.Addr,
+		listen:  la,
 		host:    strings.ToLower(strings.Trim(host, "[]")),
 		token:   o.Token,
 		local:   local,
@@ -156,16 +168,27 @@ func (s *Server) Start() error {
 	if s.ln != nil {
 		return errors.New("api: server already started")
 	}
-	ln, err := net.Listen("tcp", s.addr)
-	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return &addrInUseError{addr: s.addr, err: err}
+	var ln net.Listener
+	if s.listen.Network == "unix" {
+		uln, err := listenUnix(s.listen.Address)
+		if err != nil {
+			return err
 		}
-		return fmt.Errorf("listen for the HTTP API on %s: %w", s.addr, err)
+		ln = uln
+		s.sock, _ = os.Lstat(s.listen.Address)
+	} else {
+		tln, err := net.Listen("tcp", s.addr)
+		if err != nil {
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return &addrInUseError{addr: s.addr, err: err}
+			}
+			return fmt.Errorf("listen for the HTTP API on %s: %w", s.addr, err)
+		}
+		ln = tln
 	}
 	s.ln = ln
 	go s.serve(ln)
-	s.log.Info("HTTP API listening", "addr", ln.Addr().String())
+	s.log.Info("HTTP API listening", "addr", s.addrLocked())
 	return nil
 }
 
@@ -185,7 +208,11 @@ func (s *Server) serve(ln net.Listener) {
 func (s *Server) Addr() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ln != nil {
+	return s.addrLocked()
+}
+
+func (s *Server) addrLocked() string {
+	if s.ln != nil && s.listen.Network == "tcp" {
 		return s.ln.Addr().String()
 	}
 	return s.addr
@@ -216,6 +243,9 @@ func (s *Server) close(ctx context.Context) error {
 		_ = s.srv.Close()
 	}
 	<-s.done // Serve returns once its listener is closed, which both do first
+	if s.listen.Network == "unix" {
+		removeSocket(s.listen.Address, s.sock)
+	}
 	s.hmu.Lock()
 	s.draining = true
 	s.hmu.Unlock()
@@ -236,6 +266,9 @@ type addrInUseError struct {
 }
 
 func (e *addrInUseError) Error() string {
+	if path, ok := strings.CutPrefix(e.addr, UnixScheme); ok {
+		return fmt.Sprintf("a router already answers on the socket %s; try weave status --http-addr %s", path, e.addr)
+	}
 	_, port, _ := net.SplitHostPort(e.addr)
 	hint := "weave status"
 	if e.addr != DefaultAddr {
@@ -314,8 +347,10 @@ func (s *Server) serveChecked(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) hostAllowed(hostport string) bool {
-	if hostport == "" {
-		return true // HTTP/1.0 without Host; no browser sends that
+	if hostport == "" || s.listen.Network == "unix" {
+		// HTTP/1.0 without Host, which no browser sends; or a unix
+		// socket, which no browser reaches.
+		return true
 	}
 	host := hostport
 	if h, _, err := net.SplitHostPort(hostport); err == nil {

@@ -40,8 +40,10 @@ type ForwarderOptions struct {
 	// IsSelf reports whether an address is one this router answers on;
 	// such servers are skipped, so queries never loop back to us.
 	IsSelf  func(netip.AddrPort) bool
-	Metrics *Metrics     // optional: counts forwarded queries and failures
+	Metrics *Metrics     // optional: counts forwarded queries, failures and latency
 	Logger  *slog.Logger // optional: discards
+	// Now is the clock upstream latency is measured with; time.Now if nil.
+	Now func() time.Time
 }
 
 // Forwarder sends queries for names outside the weave domain to upstream
@@ -53,6 +55,7 @@ type Forwarder struct {
 	isSelf   func(netip.AddrPort) bool
 	metrics  *Metrics
 	log      *slog.Logger
+	now      func() time.Time
 	udp, tcp *mdns.Client
 
 	servers atomic.Pointer[[]netip.AddrPort]
@@ -89,6 +92,9 @@ func NewForwarder(o ForwarderOptions) (*Forwarder, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	for _, s := range o.Servers {
 		if !s.IsValid() || s.Port() == 0 {
 			return nil, fmt.Errorf("dns: ForwarderOptions.Servers: %v is not an address and port", s)
@@ -100,6 +106,7 @@ func NewForwarder(o ForwarderOptions) (*Forwarder, error) {
 		isSelf:   o.IsSelf,
 		metrics:  o.Metrics,
 		log:      o.Logger,
+		now:      o.Now,
 		udp:      &mdns.Client{Net: "udp", Timeout: o.Timeout, UDPSize: upstreamUDPSize},
 		tcp:      &mdns.Client{Net: "tcp", Timeout: o.Timeout},
 		warned:   map[netip.AddrPort]bool{},
@@ -180,7 +187,13 @@ func (f *Forwarder) Exchange(ctx context.Context, req *mdns.Msg, overTCP bool) (
 	)
 	for i := range servers {
 		idx := (start + i) % len(servers)
+		t0 := f.now()
 		resp, err := f.exchange(ctx, &q, servers[idx], overTCP)
+		if err == nil {
+			// Every answer counts, SERVFAIL included: it is how long the
+			// server took to say something.
+			f.metrics.upstreamAnswered(f.now().Sub(t0))
+		}
 		if err != nil {
 			f.metrics.upstreamFailures.Add(1)
 			lastErr = fmt.Errorf("upstream %s: %w", servers[idx], err)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,16 +28,8 @@ type testUpstream struct {
 func startUpstream(t *testing.T) *testUpstream {
 	t.Helper()
 	u := &testUpstream{}
-	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc, ln := listenPair(t)
 	u.addr = pc.LocalAddr().(*net.UDPAddr).AddrPort()
-	ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(u.addr))
-	if err != nil {
-		pc.Close()
-		t.Fatal(err)
-	}
 	handler := func(tcp bool) mdns.HandlerFunc {
 		return func(w mdns.ResponseWriter, r *mdns.Msg) {
 			if tcp {
@@ -89,17 +82,32 @@ func startUpstream(t *testing.T) *testUpstream {
 // deadServer is a loopback UDP port and TCP listener that never answer.
 func deadServer(t *testing.T) netip.AddrPort {
 	t.Helper()
-	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := pc.LocalAddr().(*net.UDPAddr).AddrPort()
-	ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(addr))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc, ln := listenPair(t)
 	t.Cleanup(func() { pc.Close(); ln.Close() })
-	return addr
+	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// listenPair opens a loopback UDP socket and a TCP listener on the same
+// port. The UDP port is free for UDP only: on a busy machine an outgoing
+// TCP connection may hold it, so another port is tried.
+func listenPair(t *testing.T) (*net.UDPConn, *net.TCPListener) {
+	t.Helper()
+	for range 20 {
+		pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(pc.LocalAddr().(*net.UDPAddr).AddrPort()))
+		if err == nil {
+			return pc, ln
+		}
+		pc.Close()
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			t.Fatal(err)
+		}
+	}
+	t.Fatal("no loopback port free for both UDP and TCP in 20 tries")
+	return nil, nil
 }
 
 func newFwd(t *testing.T, servers ...netip.AddrPort) *Forwarder {
@@ -296,5 +304,68 @@ func TestParseUpstream(t *testing.T) {
 		if err != nil || got.String() != tt.want {
 			t.Errorf("ParseUpstream(%q) = %v, %v; want %s", tt.in, got, err, tt.want)
 		}
+	}
+}
+
+// TestUpstreamLatency: each upstream answer is measured on the injected
+// clock into its bucket; a server that never answers is a failure, not a
+// latency.
+func TestUpstreamLatency(t *testing.T) {
+	u := startUpstream(t)
+	dead := deadServer(t)
+	m := new(Metrics)
+	var clock atomic.Int64 // each reading is 30ms after the one before
+	now := func() time.Time { return time.Unix(0, clock.Add(int64(30*time.Millisecond))) }
+	fwd, err := NewForwarder(ForwarderOptions{Servers: []netip.AddrPort{dead, u.addr}, Timeout: 200 * time.Millisecond, Metrics: m, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"www.example.test.", "fail.example.test."} {
+		if _, err := fwd.Exchange(context.Background(), query(name, mdns.TypeA), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := m.Snapshot()
+	h := s.UpstreamLatency
+	if len(h.Counts) != len(UpstreamLatencyBounds)+1 {
+		t.Fatalf("%d buckets, want %d", len(h.Counts), len(UpstreamLatencyBounds)+1)
+	}
+	// www: dead fails (no latency), the good server answers; fail: the
+	// good server answers SERVFAIL, dead fails again. Two answers.
+	if h.Count() != 2 || h.Sum != 60*time.Millisecond {
+		t.Fatalf("latency count %d sum %s, want 2 and 60ms: %+v", h.Count(), h.Sum, h)
+	}
+	for i, b := range UpstreamLatencyBounds {
+		want := uint64(0)
+		if b == 50*time.Millisecond { // 30ms lies in (25ms, 50ms]
+			want = 2
+		}
+		if h.Counts[i] != want {
+			t.Errorf("bucket <= %s: %d, want %d", b, h.Counts[i], want)
+		}
+	}
+	if s.UpstreamFailures < 2 {
+		t.Errorf("failures %d, want at least 2", s.UpstreamFailures)
+	}
+}
+
+func TestLatencyBuckets(t *testing.T) {
+	var m Metrics
+	for _, d := range []time.Duration{-time.Second, 0, time.Millisecond, time.Millisecond + 1, 5 * time.Second, time.Minute} {
+		m.upstreamAnswered(d)
+	}
+	c := m.Snapshot().UpstreamLatency.Counts
+	if c[0] != 3 || c[1] != 1 || c[len(UpstreamLatencyBounds)-1] != 1 || c[len(UpstreamLatencyBounds)] != 1 {
+		t.Errorf("buckets %v", c)
+	}
+}
+
+func TestUpstreamLatencyAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts mean nothing under the race detector")
+	}
+	var m Metrics
+	if n := testing.AllocsPerRun(100, func() { m.upstreamAnswered(time.Millisecond) }); n != 0 {
+		t.Errorf("recording a latency allocates %v times", n)
 	}
 }

@@ -145,6 +145,10 @@ type Host struct {
 	Datapaths func() []DatapathStats
 	// Gossip are the gossip layer's counters.
 	Gossip func() gossip.Stats
+	// Terminations counts the established connections that ended since
+	// the router started, by reason (peer_left, peer_dead, refused,
+	// heartbeat_timeout).
+	Terminations func() map[string]uint64
 }
 
 // DatapathStats are one datapath's counters since the router started.

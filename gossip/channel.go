@@ -104,6 +104,7 @@ func (c *Channel) Send(to peer.Name, msg []byte) error {
 		return fmt.Errorf("gossip: send to %s (%s) on channel %q: %w", to, m.GossipAddr, c.name, err)
 	}
 	n.stats.unicastSent.Add(1)
+	n.stats.bytes.unicastTx.Add(uint64(len(frame)))
 	return nil
 }
 

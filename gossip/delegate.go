@@ -37,6 +37,7 @@ func (d *delegate) NotifyMsg(b []byte) {
 	switch f.kind {
 	case kindDelta:
 		n.stats.broadcastsReceived.Add(1)
+		n.stats.bytes.broadcastRx.Add(uint64(len(b)))
 		news, err := ch.state.MergeDelta(f.payload)
 		if err != nil {
 			// Not passed on either: this peer cannot vouch for it.
@@ -52,6 +53,7 @@ func (d *delegate) NotifyMsg(b []byte) {
 		}
 	case kindUnicast:
 		n.stats.unicastReceived.Add(1)
+		n.stats.bytes.unicastRx.Add(uint64(len(b)))
 		h := ch.handler.Load()
 		if h == nil {
 			n.stats.unicastUnhandled.Add(1)
@@ -65,6 +67,7 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 	n := (*Node)(d)
 	msgs := n.queue.GetBroadcasts(overhead, limit)
 	n.stats.broadcastsSent.Add(uint64(len(msgs)))
+	n.stats.bytes.broadcastsSent(msgs)
 	return msgs
 }
 
@@ -87,7 +90,9 @@ func (d *delegate) LocalState(join bool) []byte {
 		size += len(c.name) + len(st) + 11
 	}
 	n.stats.pushPullSent.Add(1)
-	return appendPushPull(make([]byte, 0, size), entries)
+	b := appendPushPull(make([]byte, 0, size), entries)
+	n.stats.bytes.pushPullTx.Add(uint64(len(b)))
+	return b
 }
 
 func (d *delegate) MergeRemoteState(buf []byte, join bool) {
@@ -97,6 +102,7 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	if n.closed.Load() {
 		return
 	}
+	n.stats.bytes.pushPullRx.Add(uint64(len(buf)))
 	entries, err := decodePushPull(buf)
 	if err != nil {
 		n.decodeError("push-pull state", err)

@@ -534,6 +534,7 @@ type counters struct {
 	pushPullSent, pushPullReceived                                          atomic.Uint64
 	decodeErrors, mergeErrors, unknownChannel                               atomic.Uint64
 	joinAttempts, joinFailures, rejoinRounds                                atomic.Uint64
+	bytes                                                                   byteCounters
 }
 
 // Stats are counters since New.
@@ -556,6 +557,7 @@ type Stats struct {
 	JoinAttempts       uint64
 	JoinFailures       uint64
 	RejoinRounds       uint64
+	Bytes              ByteStats // of the messages above
 }
 
 // Stats returns the counters.
@@ -580,5 +582,6 @@ func (n *Node) Stats() Stats {
 		JoinAttempts:       c.joinAttempts.Load(),
 		JoinFailures:       c.joinFailures.Load(),
 		RejoinRounds:       c.rejoinRounds.Load(),
+		Bytes:              c.bytes.stats(),
 	}
 }

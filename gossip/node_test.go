@@ -365,6 +365,18 @@ func TestDeltasConvergeByBroadcast(t *testing.T) {
 	if s := src.Stats(); s.BroadcastsQueued != 2 || s.BroadcastsSent == 0 {
 		t.Errorf("source stats %+v", s)
 	}
+	// Every peer received the big delta at least once, frame included.
+	for _, p := range peers {
+		if p == src {
+			continue
+		}
+		if s := p.Stats(); s.Bytes.BroadcastReceived < uint64(len(delta)) {
+			t.Errorf("%s counted %d broadcast bytes received, want at least the %d of the big delta", p.cfg.Nickname, s.Bytes.BroadcastReceived, len(delta))
+		}
+	}
+	if s := src.Stats(); s.Bytes.BroadcastSent < uint64(len(delta)) {
+		t.Errorf("source counted %d broadcast bytes sent, want at least %d", s.Bytes.BroadcastSent, len(delta))
+	}
 }
 
 func TestStateConvergesByPushPull(t *testing.T) {
@@ -386,6 +398,9 @@ func TestStateConvergesByPushPull(t *testing.T) {
 	}
 	if late.Stats().PushPullReceived == 0 {
 		t.Fatal("late joiner counted no push-pull")
+	}
+	if s := late.Stats(); s.Bytes.PushPullReceived == 0 || s.Bytes.PushPullSent == 0 {
+		t.Fatalf("late joiner push-pull bytes %+v", s.Bytes)
 	}
 }
 
@@ -504,6 +519,12 @@ func TestSendAndOnMessage(t *testing.T) {
 	waitFor(t, 5*time.Second, "unhandled message counted", func() bool { return a.Stats().UnicastUnhandled == 1 })
 	if s := b.Stats(); s.UnicastReceived != 2 || a.Stats().UnicastSent != 2 {
 		t.Fatalf("stats b=%+v a=%+v", s, a.Stats())
+	}
+	// The two bodies plus a small frame header each, both ways alike.
+	body := uint64(len("hello") + len(big))
+	sent, recv := a.Stats().Bytes.UnicastSent, b.Stats().Bytes.UnicastReceived
+	if sent != recv || sent < body || sent > body+2*64 {
+		t.Fatalf("unicast bytes sent %d, received %d; want equal, %d plus framing", sent, recv, body)
 	}
 }
 

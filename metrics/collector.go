@@ -17,6 +17,7 @@ import (
 var (
 	descConnections = prometheus.NewDesc("weave_connections", "Connections to other peers, by state, datapath (type) and encryption.", []string{"state", "type", "encryption"}, nil)
 	descPeers       = prometheus.NewDesc("weave_peers", "Peers in the mesh this one knows alive, itself included.", nil, nil)
+	descTerminated  = prometheus.NewDesc("weave_connection_terminations_total", "Established connections that ended, by reason.", []string{"reason"}, nil)
 
 	descFrames   = prometheus.NewDesc("weave_datapath_frames_total", "Frames carried by a datapath, by direction.", []string{"datapath", "direction"}, nil)
 	descBytes    = prometheus.NewDesc("weave_datapath_bytes_total", "Bytes of frames carried by a datapath, by direction.", []string{"datapath", "direction"}, nil)
@@ -39,8 +40,10 @@ var (
 	descDNSForwarded      = prometheus.NewDesc("weave_dns_forwarded_total", "DNS queries sent to upstream servers.", nil, nil)
 	descDNSUpstreamFailed = prometheus.NewDesc("weave_dns_upstream_failures_total", "Upstream DNS exchanges that failed.", nil, nil)
 	descDNSMalformed      = prometheus.NewDesc("weave_dns_malformed_total", "DNS queries that could not be parsed.", nil, nil)
+	descDNSLatency        = prometheus.NewDesc("weave_dns_upstream_latency_seconds", "How long upstream DNS servers took to answer.", nil, nil)
 
 	descGossipMessages = prometheus.NewDesc("weave_gossip_messages_total", "Gossip messages, by kind and direction.", []string{"kind", "direction"}, nil)
+	descGossipBytes    = prometheus.NewDesc("weave_gossip_bytes_total", "Bytes of gossip messages (weave's payloads, without memberlist's probes and headers), by kind and direction.", []string{"kind", "direction"}, nil)
 	descGossipErrors   = prometheus.NewDesc("weave_gossip_errors_total", "Gossip messages refused, by reason.", []string{"reason"}, nil)
 	descGossipPending  = prometheus.NewDesc("weave_gossip_broadcasts_pending", "Deltas waiting in the broadcast queue.", nil, nil)
 )
@@ -63,6 +66,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	c.collectMesh(ctx, gauge)
+	if c.h.Terminations != nil {
+		for reason, n := range c.h.Terminations() {
+			counter(descTerminated, n, reason)
+		}
+	}
 	if c.h.Datapaths != nil {
 		for _, d := range c.h.Datapaths() {
 			counter(descFrames, d.TxFrames, d.Name, "tx")
@@ -81,6 +89,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if st, ok := c.status(ctx, "dns").(api.DNSStatus); ok {
 		collectDNS(c.h.Self.String(), st, gauge, counter)
+		if m, ok := latencyHistogram(descDNSLatency, st.Counters.UpstreamLatency); ok {
+			ch <- m
+		}
 	}
 	if c.h.Gossip != nil {
 		collectGossip(c.h.Gossip(), gauge, counter)
@@ -207,9 +218,34 @@ func collectGossip(s gossip.Stats, gauge gaugeFunc, counter counterFunc) {
 	counter(descGossipMessages, s.UnicastReceived, "unicast", "rx")
 	counter(descGossipMessages, s.PushPullSent, "push_pull", "tx")
 	counter(descGossipMessages, s.PushPullReceived, "push_pull", "rx")
+	b := s.Bytes
+	counter(descGossipBytes, b.BroadcastSent, "broadcast", "tx")
+	counter(descGossipBytes, b.BroadcastReceived, "broadcast", "rx")
+	counter(descGossipBytes, b.UnicastSent, "unicast", "tx")
+	counter(descGossipBytes, b.UnicastReceived, "unicast", "rx")
+	counter(descGossipBytes, b.PushPullSent, "push_pull", "tx")
+	counter(descGossipBytes, b.PushPullReceived, "push_pull", "rx")
 	counter(descGossipErrors, s.DecodeErrors, "decode")
 	counter(descGossipErrors, s.MergeErrors, "merge")
 	counter(descGossipErrors, s.AsyncDropped, "queue_full")
 	counter(descGossipErrors, s.AsyncFailed, "send_failed")
 	gauge(descGossipPending, float64(s.BroadcastsPending))
+}
+
+// latencyHistogram turns the per-bucket counts of a status into a
+// Prometheus histogram, whose buckets are cumulative; false when the
+// status has none or they do not fit their bounds.
+func latencyHistogram(d *prometheus.Desc, h api.LatencyHistogram) (prometheus.Metric, bool) {
+	if len(h.BoundsSeconds) == 0 || len(h.Counts) != len(h.BoundsSeconds)+1 {
+		return nil, false
+	}
+	buckets := make(map[float64]uint64, len(h.BoundsSeconds))
+	var n uint64
+	for i, b := range h.BoundsSeconds {
+		n += h.Counts[i]
+		buckets[b] = n
+	}
+	n += h.Counts[len(h.BoundsSeconds)]
+	m, err := prometheus.NewConstHistogram(d, n, h.SumSeconds, buckets)
+	return m, err == nil
 }

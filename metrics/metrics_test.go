@@ -46,8 +46,9 @@ func testHost() feature.Host {
 			Counters:    api.IPAMCounters{Reclaims: 1, HandedBack: 3},
 		}},
 		"dns": statusFeature{name: "dns", st: api.DNSStatus{
-			Entries:  []api.DNSEntry{{Name: "a.weave.local.", Peer: self.String()}, {Name: "b.weave.local.", Peer: "00:00:00:00:00:02"}},
-			Counters: api.DNSCounters{Queries: 10, Forwarded: 2, UpstreamFailures: 1, Answers: map[string]uint64{"NOERROR": 7, "NXDOMAIN": 3}},
+			Entries: []api.DNSEntry{{Name: "a.weave.local.", Peer: self.String()}, {Name: "b.weave.local.", Peer: "00:00:00:00:00:02"}},
+			Counters: api.DNSCounters{Queries: 10, Forwarded: 2, UpstreamFailures: 1, Answers: map[string]uint64{"NOERROR": 7, "NXDOMAIN": 3},
+				UpstreamLatency: api.LatencyHistogram{BoundsSeconds: []float64{0.01, 0.1}, Counts: []uint64{2, 3, 1}, SumSeconds: 0.42}},
 		}},
 	}
 	return feature.Host{
@@ -66,7 +67,11 @@ func testHost() feature.Host {
 			return []feature.DatapathStats{{Name: "sleeve", TxFrames: 100, RxFrames: 90, TxBytes: 150000, RxBytes: 140000, Relayed: 4,
 				Drops: map[string]uint64{"auth": 2, "replay": 1}, Failures: 1}}
 		},
-		Gossip: func() gossip.Stats { return gossip.Stats{BroadcastsSent: 12, UnicastReceived: 3, BroadcastsPending: 1} },
+		Gossip: func() gossip.Stats {
+			return gossip.Stats{BroadcastsSent: 12, UnicastReceived: 3, BroadcastsPending: 1,
+				Bytes: gossip.ByteStats{BroadcastSent: 1200, PushPullReceived: 5000}}
+		},
+		Terminations: func() map[string]uint64 { return map[string]uint64{"peer_left": 2, "heartbeat_timeout": 1} },
 		Feature: func(name string) (feature.Feature, bool) {
 			f, ok := others[name]
 			return f, ok
@@ -162,10 +167,23 @@ func TestMetrics(t *testing.T) {
 		{"weave_dns_upstream_failures_total", nil, 1},
 		{"weave_gossip_messages_total", map[string]string{"kind": "broadcast", "direction": "tx"}, 12},
 		{"weave_gossip_broadcasts_pending", nil, 1},
+		{"weave_gossip_bytes_total", map[string]string{"kind": "broadcast", "direction": "tx"}, 1200},
+		{"weave_gossip_bytes_total", map[string]string{"kind": "push_pull", "direction": "rx"}, 5000},
+		{"weave_connection_terminations_total", map[string]string{"reason": "peer_left"}, 2},
+		{"weave_connection_terminations_total", map[string]string{"reason": "heartbeat_timeout"}, 1},
 	} {
 		if got := value(t, fams, tc.name, tc.labels); got != tc.want {
 			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
 		}
+	}
+	h := fams["weave_dns_upstream_latency_seconds"].GetMetric()
+	if len(h) != 1 || h[0].Histogram == nil {
+		t.Fatalf("weave_dns_upstream_latency_seconds: %v", h)
+	}
+	hist := h[0].Histogram
+	if hist.GetSampleCount() != 6 || hist.GetSampleSum() != 0.42 || len(hist.Bucket) != 3 ||
+		hist.Bucket[0].GetCumulativeCount() != 2 || hist.Bucket[1].GetCumulativeCount() != 5 || hist.Bucket[1].GetUpperBound() != 0.1 {
+		t.Errorf("upstream latency histogram %v", hist)
 	}
 	for name, fam := range fams {
 		if fam.GetHelp() == "" {
@@ -232,6 +250,11 @@ func TestDashboardNamesExist(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, name := range re.FindAllString(string(b), -1) {
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				if base, ok := strings.CutSuffix(name, suffix); ok && fams[base].GetType() == dto.MetricType_HISTOGRAM {
+					name = base
+				}
+			}
 			if _, ok := fams[name]; !ok && !strings.HasPrefix(name, "weave_process") {
 				t.Errorf("%s names %s, which is not served", path, name)
 			}

@@ -17,7 +17,6 @@ import (
 	"weavemesh.dev/weave/netdev"
 	"weavemesh.dev/weave/peer"
 	"weavemesh.dev/weave/sleeve"
-	"weavemesh.dev/weave/sleeve/wire"
 )
 
 // Connection states, as the API and CLI show them.
@@ -31,7 +30,7 @@ const (
 const datapathSleeve = "sleeve"
 
 func (r *Router) versionInfo() api.Version {
-	return api.Version{Version: r.cfg.Version, ProtoMin: wire.Version, ProtoMax: wire.Version, Go: runtime.Version()}
+	return api.Version{Version: r.cfg.Version, ProtoMin: int(protoMin), ProtoMax: int(protoMax), Go: runtime.Version()}
 }
 
 func (r *Router) checkReady() error {
@@ -132,12 +131,8 @@ func (r *Router) Connections(ctx context.Context) ([]api.Connection, error) {
 		}
 		if _, ok := alive[m.Name]; !ok {
 			c.State = ConnFailed
-			switch {
-			case m.MetaErr != nil:
-				c.Reason = fmt.Sprintf("unreadable peer metadata: %v", m.MetaErr)
-			default:
-				c.Reason = fmt.Sprintf("peer speaks protocol %d..%d, we speak %d..%d; upgrade one of them",
-					m.ProtoMin, m.ProtoMax, wire.Version, wire.Version)
+			if c.Reason = refusalReason(m); c.Reason == "" {
+				c.Reason = "no data address in the peer's metadata"
 			}
 			out = append(out, c)
 			continue

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"weavemesh.dev/weave/api"
 	"weavemesh.dev/weave/peer"
 )
 
@@ -105,8 +106,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = DefaultHTTPAddr
 	}
-	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
-		return c, fmt.Errorf("--http-addr %q: want host:port: %w", c.HTTPAddr, err)
+	if _, err := api.ParseAddr(c.HTTPAddr); err != nil {
+		return c, fmt.Errorf("--http-addr %w", err)
 	}
 	if c.MTU == 0 {
 		c.MTU = DefaultMTU

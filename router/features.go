@@ -81,6 +81,7 @@ func (r *Router) startFeatures(ctx context.Context, fs []feature.Feature) error 
 		Self: r.name, Nickname: r.cfg.Nickname, DataDir: r.cfg.DataDir, Logger: r.log,
 		Members: r.gossip.Members, Ready: r.checkReady, Endpoints: r.registered,
 		Bridge: hostBridge{r.bridge}, Connections: r.Connections, Peers: r.Peers, Datapaths: r.datapathStats, Gossip: r.gossip.Stats,
+		Terminations: r.ended.Counts,
 		Feature: func(name string) (feature.Feature, bool) {
 			for _, f := range r.started {
 				if f.Name() == name {

@@ -28,7 +28,6 @@ import (
 	"weavemesh.dev/weave/sleeve/conn"
 	"weavemesh.dev/weave/sleeve/secure"
 	"weavemesh.dev/weave/sleeve/tap"
-	"weavemesh.dev/weave/sleeve/wire"
 )
 
 // Names of the host devices the router owns.
@@ -81,6 +80,10 @@ type Router struct {
 
 	mu    sync.Mutex // guards alive
 	alive map[peer.Name]gossip.Member
+
+	// refused and ended are kept by the loop goroutine (refresh).
+	refused refusals
+	ended   terminations
 }
 
 // Run runs a router until ctx is cancelled or the API asks it to stop, then
@@ -89,6 +92,9 @@ func Run(ctx context.Context, cfg Config) error {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return err
+	}
+	if protoErr != nil {
+		return protoErr
 	}
 	features, err := cfg.features()
 	if err != nil {
@@ -170,7 +176,7 @@ func Run(ctx context.Context, cfg Config) error {
 	r.gossip, err = gossip.New(gossip.Config{
 		Name: r.name, Nickname: cfg.Nickname, Port: cfg.Port,
 		AdvertiseAddr: cfg.AdvertiseAddr, DataPort: cfg.DataPort,
-		ProtoMin: wire.Version, ProtoMax: wire.Version, Version: cfg.Version,
+		ProtoMin: protoMin, ProtoMax: protoMax, Version: cfg.Version,
 		Fastdp:  r.kdp.gossipMeta(),
 		DataDir: cfg.DataDir, Logger: r.log,
 		SecretKey: keys.gossip, Label: "weave/" + cfg.MeshName,
@@ -310,7 +316,9 @@ func (r *Router) refresh() {
 			r.macs.ForgetPeer(n)
 		}
 	}
+	r.refused.note(r.log, r.name, members)
 	r.sleeve.SetPeers(infos)
+	r.ended.note(members, r.sleeve.Links())
 	r.kdp.refresh(alive, r.sleeve, r.macs, r.cfg.MTU)
 
 	if delta := r.topo.SetLocal(r.sleeve.Down()); delta != nil {
@@ -341,7 +349,7 @@ func usable(m gossip.Member) bool {
 	if m.State != gossip.Alive && m.State != gossip.Suspect {
 		return false
 	}
-	return m.ProtoMin <= wire.Version && wire.Version <= m.ProtoMax
+	return compatible(m.ProtoMin, m.ProtoMax)
 }
 
 // publish broadcasts our link state; a state too large for one gossip

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 
 	"weavemesh.dev/weave/api"
 	"weavemesh.dev/weave/router"
-	"weavemesh.dev/weave/sleeve/wire"
 )
 
 // Exit codes.
@@ -21,12 +19,6 @@ const (
 	exitOK    = 0
 	exitError = 1 // the command failed
 	exitUsage = 2 // the command line was wrong
-)
-
-// Protocol range of the sleeve data plane this build speaks.
-const (
-	protoMin = wire.Version
-	protoMax = wire.Version
 )
 
 // app holds what the commands depend on, so tests can run the CLI in
@@ -133,15 +125,15 @@ hosts, then attach network namespaces to the overlay (weave attach).`,
 			return usagef("give a command")
 		},
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			if _, _, err := net.SplitHostPort(a.httpAddr); err != nil {
-				return fmt.Errorf("--http-addr %q: want host:port, like %s", a.httpAddr, api.DefaultAddr)
+			if _, err := api.ParseAddr(a.httpAddr); err != nil {
+				return fmt.Errorf("--http-addr %w", err)
 			}
 			return nil
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&a.httpAddr, "http-addr", defAddr,
-		"address of the router's HTTP API (env WEAVE_HTTP_ADDR)")
+		"address of the router's HTTP API: host:port, or unix:///PATH for a unix socket of mode 0600 (env WEAVE_HTTP_ADDR)")
 	root.PersistentFlags().StringVar(&a.httpToken, "http-token", "",
 		"the router's HTTP API token: required to bind --http-addr off loopback, then asked of every request; on loopback asked of requests that change state (env "+httpTokenEnv+", preferred: it stays out of ps)")
 	root.AddCommand(

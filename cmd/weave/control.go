@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"weavemesh.dev/weave/api"
+	"weavemesh.dev/weave/router"
 )
 
 func (a *app) connectCmd() *cobra.Command {
@@ -156,6 +157,7 @@ func (a *app) versionCmd() *cobra.Command {
 		Short: "Print the version of this binary and of the running router",
 		Args:  argsExactly(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			protoMin, protoMax, _ := router.ProtocolRange()
 			fmt.Fprintf(a.stdout, "weave %s (protocol %d..%d, %s)\n", a.version, protoMin, protoMax, runtime.Version())
 			c := a.client()
 			defer c.CloseIdleConnections()

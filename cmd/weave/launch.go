@@ -341,6 +341,7 @@ func (a *app) stopCmd() *cobra.Command {
 			if err := c.Stop(ctx); err != nil {
 				if errors.Is(err, api.ErrNoRouter) {
 					removeFastdpLeftover(a.stderr)
+					a.removeStaleAPISocket(a.stderr)
 				}
 				return err
 			}

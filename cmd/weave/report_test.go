@@ -67,7 +67,18 @@ func TestWarnMixedVersions(t *testing.T) {
 	}
 	mixed := append(goldenPeers[:2:2], api.Peer{Name: "x", State: "alive", Version: "1.4"})
 	warnMixedVersions(&b, mixed)
-	if got := b.String(); !strings.Contains(got, "1.4 on 1, dev on 2") {
+	if got := b.String(); !strings.Contains(got, "1.4 on 1, dev on 2") || strings.Contains(got, "protocol") {
+		t.Errorf("got %q", got)
+	}
+	b.Reset()
+	ranged := append([]api.Peer(nil), goldenPeers...)
+	for i := range ranged {
+		ranged[i].ProtoMin, ranged[i].ProtoMax = 2, 2
+	}
+	ranged[0].ProtoMax = 3
+	ranged = append(ranged, api.Peer{Name: "gone", State: "dead", ProtoMin: 4, ProtoMax: 4})
+	warnMixedVersions(&b, ranged)
+	if got := b.String(); !strings.Contains(got, "different protocol ranges (2..2 on 2, 2..3 on 1)") || strings.Contains(got, "mixed versions") {
 		t.Errorf("got %q", got)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -67,7 +68,8 @@ and keep its identity and data.`,
 	return cmd
 }
 
-// removeLeftovers removes the bridge, the VXLAN device and the data files.
+// removeLeftovers removes the bridge, the VXLAN device, sockets nobody
+// answers on and the data files.
 func (a *app) removeLeftovers(dataDir string) error {
 	var errs []error
 	if gone, err := netdev.DeleteBridgeByName(router.BridgeName); err != nil {
@@ -79,6 +81,7 @@ func (a *app) removeLeftovers(dataDir string) error {
 	if removeStaleSocket(docker.DefaultSocket) {
 		fmt.Fprintf(a.stdout, "removed the stale plugin socket %s\n", docker.DefaultSocket)
 	}
+	a.removeStaleAPISocket(a.stdout)
 	var removed []string
 	for _, name := range dataFiles {
 		err := os.Remove(filepath.Join(dataDir, name))
@@ -94,6 +97,14 @@ func (a *app) removeLeftovers(dataDir string) error {
 	}
 	_ = os.Remove(dataDir) // only if nothing else is in it
 	return errors.Join(errs...)
+}
+
+// removeStaleAPISocket removes the API's unix socket (--http-addr
+// unix:///PATH) a crashed router left, saying so on w.
+func (a *app) removeStaleAPISocket(w io.Writer) {
+	if la, err := api.ParseAddr(a.httpAddr); err == nil && la.Network == "unix" && removeStaleSocket(la.Address) {
+		fmt.Fprintf(w, "removed the stale API socket %s\n", la.Address)
+	}
 }
 
 // removeStaleSocket removes the Docker plugin socket a crashed router left:

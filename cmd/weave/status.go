@@ -379,18 +379,32 @@ func formatDNSSummary(w io.Writer, st api.DNSStatus) {
 	fmt.Fprintf(w, "  Nameserver: %s; upstream %s\n", st.Nameserver, strings.Join(st.Upstream, ", "))
 }
 
-// warnMixedVersions says when the live peers run different builds, as
-// during an upgrade: fine for a while, but finish it.
+// warnMixedVersions says when the live peers run different builds or
+// speak different protocol ranges, as during an upgrade: fine for a
+// while, but finish it.
 func warnMixedVersions(w io.Writer, peers []api.Peer) {
-	count := map[string]int{}
+	count, ranges := map[string]int{}, map[string]int{}
 	for _, p := range peers {
-		if p.Version != "" && (p.State == "alive" || p.State == "suspect") {
+		if p.State != "alive" && p.State != "suspect" {
+			continue
+		}
+		if p.Version != "" {
 			count[p.Version]++
 		}
+		if p.ProtoMax > 0 {
+			ranges[fmt.Sprintf("%d..%d", p.ProtoMin, p.ProtoMax)]++
+		}
 	}
-	if len(count) < 2 {
-		return
+	if len(count) >= 2 {
+		fmt.Fprintf(w, "Warning: the mesh runs mixed versions (%s); finish the upgrade (docs/operations.md)\n", countsOf(count))
 	}
+	if len(ranges) >= 2 {
+		fmt.Fprintf(w, "Warning: the peers speak different protocol ranges (%s); peers with none in common are refused (weave status connections)\n", countsOf(ranges))
+	}
+}
+
+// countsOf lists "key on n" for each key, sorted.
+func countsOf(count map[string]int) string {
 	versions := make([]string, 0, len(count))
 	for v := range count {
 		versions = append(versions, v)
@@ -400,5 +414,5 @@ func warnMixedVersions(w io.Writer, peers []api.Peer) {
 	for i, v := range versions {
 		parts[i] = fmt.Sprintf("%s on %d", v, count[v])
 	}
-	fmt.Fprintf(w, "Warning: the mesh runs mixed versions (%s); finish the upgrade (docs/operations.md)\n", strings.Join(parts, ", "))
+	return strings.Join(parts, ", ")
 }

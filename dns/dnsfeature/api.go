@@ -78,7 +78,11 @@ func (f *Feature) Status(ctx context.Context) (any, error) {
 	}
 	m := f.h.Metrics().Snapshot()
 	st.Counters = api.DNSCounters{Queries: m.Queries, Local: m.Local, Forwarded: m.Forwarded,
-		UpstreamFailures: m.UpstreamFailures, Truncated: m.Truncated, Malformed: m.Malformed, Answers: m.Answers}
+		UpstreamFailures: m.UpstreamFailures, Truncated: m.Truncated, Malformed: m.Malformed, Answers: m.Answers,
+		UpstreamLatency: api.LatencyHistogram{Counts: m.UpstreamLatency.Counts, SumSeconds: m.UpstreamLatency.Sum.Seconds()}}
+	for _, b := range m.UpstreamLatency.Bounds {
+		st.Counters.UpstreamLatency.BoundsSeconds = append(st.Counters.UpstreamLatency.BoundsSeconds, b.Seconds())
+	}
 	st.Listen, st.Upstream, st.Entries = nonNil(st.Listen), nonNil(st.Upstream), nonNil(st.Entries)
 	if st.Counters.Answers == nil {
 		st.Counters.Answers = map[string]uint64{}

@@ -117,3 +117,91 @@ func TestMetricsDuringTransfer(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// histogramCount is the sample count of name's histogram, 0 if none.
+func histogramCount(fams map[string]*dto.MetricFamily, name string) uint64 {
+	var n uint64
+	for _, m := range fams[name].GetMetric() {
+		n += m.GetHistogram().GetSampleCount()
+	}
+	return n
+}
+
+// TestMetricsMeshEvents: the counters of events, parsed by Prometheus'
+// parser, move when the events happen: gossip bytes with a DNS record
+// broadcast, DNS upstream failures and latency with a query forwarded
+// past a server that refuses to one that answers, and a connection
+// termination (peer_left) on host1 when host2 stops.
+func TestMetricsMeshEvents(t *testing.T) {
+	cl := newCluster(t, harness.Options{Hosts: 2})
+	h1, h2 := cl.Host(1), cl.Host(2)
+	startTestUpstream(t, cl)
+	// Nothing listens on port 5399 of host1's own address: the query is
+	// refused at once and fails over to the test upstream.
+	upstreams := fmt.Sprintf("--dns-upstream=%s:5399,%s", h1.IP, upstreamIP)
+	if err := h1.StartRouter(upstreams); err != nil {
+		t.Fatal(err)
+	}
+	if err := h2.StartRouter(routerArgs(cl, h2)...); err != nil {
+		t.Fatal(err)
+	}
+	waitMesh(t, cl)
+	c, err := h1.AddContainer("mq1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Attach("10.32.1.1/12"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxFor(t, 2*time.Minute)
+	before1, before2 := scrapeMetrics(t, h1), scrapeMetrics(t, h2)
+
+	if out, err := h1.Weave("dns-add", "10.32.1.9", "metrics-probe"); err != nil {
+		t.Fatalf("dns-add: %v %s", err, out)
+	}
+	r, err := dig(ctx, c, "www.example.test")
+	if err != nil || len(r.answers) != 1 {
+		t.Fatalf("forwarded query: %v\n%s", err, r.out)
+	}
+	bcastTx := map[string]string{"kind": "broadcast", "direction": "tx"}
+	bcastRx := map[string]string{"kind": "broadcast", "direction": "rx"}
+	err = harness.PollFor(20*time.Second, "gossip bytes to count the record's broadcast", func(context.Context) error {
+		a1, a2 := scrapeMetrics(t, h1), scrapeMetrics(t, h2)
+		tx := metric(a1, "weave_gossip_bytes_total", bcastTx) - metric(before1, "weave_gossip_bytes_total", bcastTx)
+		rx := metric(a2, "weave_gossip_bytes_total", bcastRx) - metric(before2, "weave_gossip_bytes_total", bcastRx)
+		// A record's delta carries its name and address: tens of bytes.
+		if tx < 20 || rx < 20 {
+			return fmt.Errorf("broadcast bytes: host1 sent %.0f, host2 received %.0f", tx, rx)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	after1 := scrapeMetrics(t, h1)
+	if d := metric(after1, "weave_dns_upstream_failures_total", nil) - metric(before1, "weave_dns_upstream_failures_total", nil); d < 1 {
+		t.Errorf("weave_dns_upstream_failures_total rose by %v, want at least 1 (the refusing server)", d)
+	}
+	if d := histogramCount(after1, "weave_dns_upstream_latency_seconds") - histogramCount(before1, "weave_dns_upstream_latency_seconds"); d < 1 {
+		t.Errorf("weave_dns_upstream_latency_seconds counted %d answers, want at least 1", d)
+	}
+	if pp := metric(after1, "weave_gossip_bytes_total", map[string]string{"kind": "push_pull"}); pp == 0 {
+		t.Error("no push-pull bytes counted, though the join is one")
+	}
+
+	left := map[string]string{"reason": "peer_left"}
+	was := metric(after1, "weave_connection_terminations_total", left)
+	if err := h2.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	err = harness.PollFor(30*time.Second, "host1 to count host2's leaving", func(context.Context) error {
+		now := metric(scrapeMetrics(t, h1), "weave_connection_terminations_total", left)
+		if now != was+1 {
+			return fmt.Errorf("terminations{reason=peer_left} %v, was %v", now, was)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+}
