@@ -13,12 +13,15 @@ import (
 
 // Catch-up timings.
 const (
-	// catchUpReply is how long the snapshots answering a pull may take
-	// before a store still catching up asks again.
-	catchUpReply = time.Second
-	// catchUpMax is the longest wait between asks, about gossip's
-	// push-pull interval.
-	catchUpMax = 30 * time.Second
+	// catchUpReply is how long the snapshots answering a push-pull's pull
+	// may take before a store still catching up asks. It is short: a
+	// peer that dropped them because it listed this one as dead learns
+	// otherwise from gossip within a few hundred milliseconds.
+	catchUpReply = 500 * time.Millisecond
+	// catchUpRetry is the first wait between asks, doubling up to
+	// catchUpMax, about gossip's push-pull interval.
+	catchUpRetry = time.Second
+	catchUpMax   = 30 * time.Second
 )
 
 // catchUp tracks a store's first complete exchange with another peer.
@@ -33,7 +36,7 @@ const (
 type catchUp struct {
 	done bool          // a snapshot arrived, or a push-pull found nothing to pull
 	next time.Time     // no ask before
-	wait time.Duration // between asks: catchUpReply, doubling up to catchUpMax
+	wait time.Duration // between asks: catchUpRetry, doubling up to catchUpMax
 	turn int           // rotates the peer asked
 }
 
@@ -62,7 +65,7 @@ func (s *Store) catchUpLocked(now time.Time) (peer.Name, []byte) {
 	slices.Sort(owners)
 	to := alive[c.turn%len(alive)]
 	c.turn++
-	c.wait = min(max(2*c.wait, catchUpReply), catchUpMax)
+	c.wait = min(max(2*c.wait, catchUpRetry), catchUpMax)
 	c.next = now.Add(c.wait)
 	return to, encodePull(owners)
 }

@@ -106,7 +106,7 @@ func TestStoreCatchUp(t *testing.T) {
 				t.Fatal(err)
 			}
 		},
-		steps: []step{{0, nil, nil}, {999 * time.Millisecond, nil, nil}, {time.Second, []sentPull{{pB, []peer.Name{pA, pB}}}, nil}},
+		steps: []step{{0, nil, nil}, {499 * time.Millisecond, nil, nil}, {500 * time.Millisecond, []sentPull{{pB, []peer.Name{pA, pB}}}, nil}},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Unix(1_700_000_000, 0)
