@@ -29,10 +29,10 @@ const (
 // that rejoins this one before its channels are registered exchanges
 // state without them, and the snapshots that answer the pull are dropped
 // by a peer that still lists this one as dead from its previous life
-// (the push-pull is what tells it otherwise). Without catch-up, the
-// mesh's records would then appear only at the next periodic push-pull,
-// half a minute later. Until done, Refresh asks one alive peer for the
-// records of every owner the membership lists.
+// (until gossip spreads the refutation the push-pull set off). Without
+// catch-up, the mesh's records would then appear only at the next
+// periodic push-pull, half a minute later. Until done, Refresh asks one
+// alive peer for the records of every owner the membership lists.
 type catchUp struct {
 	done bool          // a snapshot arrived, or a push-pull found nothing to pull
 	next time.Time     // no ask before
