@@ -15,14 +15,33 @@ import (
 // empty name or no addresses removes them. name must be canonical (see
 // Normalize).
 func (s *Store) SetEndpoint(ep, name string, addrs []netip.Addr) error {
+	var names []string
+	if name != "" {
+		names = []string{name}
+	}
+	return s.SetEndpointNames(ep, names, addrs)
+}
+
+// SetEndpointNames is SetEndpoint for an endpoint known by several names
+// (a Docker container's name and its network aliases): its records become
+// exactly every name at every address.
+func (s *Store) SetEndpointNames(ep string, names []string, addrs []netip.Addr) error {
 	if ep == "" {
 		return errors.New("dns: endpoint id is empty")
 	}
-	if err := checkKeyParts(name, ep, addrs); err != nil {
-		return err
+	if len(names) == 0 {
+		if err := checkKeyParts("", ep, addrs); err != nil {
+			return err
+		}
 	}
 	want := map[recKey]bool{}
-	if name != "" {
+	for _, name := range names {
+		if name == "" {
+			return errors.New("dns: an endpoint's name is empty")
+		}
+		if err := checkKeyParts(name, ep, addrs); err != nil {
+			return err
+		}
 		for _, a := range addrs {
 			want[recKey{name: name, addr: a.Unmap(), endpoint: ep}] = true
 		}

@@ -8,7 +8,67 @@ import (
 )
 
 // Replication: merging other peers' deltas, the digest exchange of
-// push-pull, and the pulls and snapshots that repair differences.
+// push-pull, the pulls and snapshots that repair differences, and the
+// catch-up of a store that has not yet had a complete exchange.
+
+// Catch-up timings.
+const (
+	// catchUpReply is how long the snapshots answering a push-pull's pull
+	// may take before a store still catching up asks. It is short: a
+	// peer that dropped them because it listed this one as dead learns
+	// otherwise from gossip within a few hundred milliseconds.
+	catchUpReply = 500 * time.Millisecond
+	// catchUpRetry is the first wait between asks, doubling up to
+	// catchUpMax, about gossip's push-pull interval.
+	catchUpRetry = time.Second
+	catchUpMax   = 30 * time.Second
+)
+
+// catchUp tracks a store's first complete exchange with another peer.
+// Gossip's join push-pull normally is one, but it can be lost: a peer
+// that rejoins this one before its channels are registered exchanges
+// state without them, and the snapshots that answer the pull are dropped
+// by a peer that still lists this one as dead from its previous life
+// (until gossip spreads the refutation the push-pull set off). Without
+// catch-up, the mesh's records would then appear only at the next
+// periodic push-pull, half a minute later. Until done, Refresh asks one
+// alive peer for the records of every owner the membership lists.
+type catchUp struct {
+	done bool          // a snapshot arrived, or a push-pull found nothing to pull
+	next time.Time     // no ask before
+	wait time.Duration // between asks: catchUpRetry, doubling up to catchUpMax
+	turn int           // rotates the peer asked
+}
+
+// catchUpLocked returns, when one is due, the peer to ask and the pull to
+// send it.
+func (s *Store) catchUpLocked(now time.Time) (peer.Name, []byte) {
+	c := &s.catch
+	if c.done || now.Before(c.next) {
+		return peer.None, nil
+	}
+	owners := []peer.Name{s.self}
+	var alive []peer.Name
+	for name, p := range s.peers {
+		if name == s.self {
+			continue
+		}
+		owners = append(owners, name)
+		if p.Alive {
+			alive = append(alive, name)
+		}
+	}
+	if len(alive) == 0 {
+		return peer.None, nil
+	}
+	slices.Sort(alive)
+	slices.Sort(owners)
+	to := alive[c.turn%len(alive)]
+	c.turn++
+	c.wait = min(max(2*c.wait, catchUpRetry), catchUpMax)
+	c.next = now.Add(c.wait)
+	return to, encodePull(owners)
+}
 
 // mergeLocked merges one record of owner and reports whether it changed
 // the state. Records of this peer from elsewhere are answered with a newer
@@ -124,13 +184,20 @@ func (s *Store) MergeFull(data []byte) error {
 	// them would only bring them back.
 	s.knowPeers(differ...)
 	var pull []peer.Name
-	s.mu.RLock()
+	now := s.now()
+	s.mu.Lock()
 	for _, o := range differ {
 		if _, listed := s.peers[o]; listed || o == s.self {
 			pull = append(pull, o)
 		}
 	}
-	s.mu.RUnlock()
+	if len(pull) == 0 {
+		s.catch.done = true
+	} else if !s.catch.done {
+		// The pull is a catch-up of its own: give its snapshots time.
+		s.catch.next = now.Add(catchUpReply)
+	}
+	s.mu.Unlock()
 	if len(pull) > 0 {
 		s.send(sender, encodePull(pull))
 	}
@@ -160,6 +227,9 @@ func (s *Store) HandleMessage(from peer.Name, msg []byte) {
 			return
 		}
 		s.mergeSnapshots(ss)
+		s.mu.Lock()
+		s.catch.done = true
+		s.mu.Unlock()
 	default:
 		s.log.Debug("dns: unknown message kind from peer", "peer", from, "kind", kind)
 	}
@@ -197,6 +267,11 @@ func (s *Store) mergeSnapshots(ss []snapshot) {
 	for _, sn := range ss {
 		if sn.owner == s.self {
 			replies = append(replies, s.mergeOwnSnapshotLocked(sn)...)
+			continue
+		}
+		if _, listed := s.peers[sn.owner]; !listed {
+			// Forgotten since the pull asked for it (or never asked for):
+			// merging would bring it back.
 			continue
 		}
 		os := s.ownerLocked(sn.owner, now)

@@ -104,11 +104,12 @@ type Store struct {
 	tr     Transport
 	closed bool
 
-	mu     sync.RWMutex // guards owners, peers, clock, idx
+	mu     sync.RWMutex // guards owners, peers, clock, idx, catch
 	owners map[peer.Name]*ownerState
 	peers  map[peer.Name]PeerStatus // last answer of peersFn
 	clock  uint64                   // the highest version this peer has issued or seen of its own
 	idx    index
+	catch  catchUp // until the first complete exchange (replication.go)
 }
 
 // NewStore validates o and returns an empty store.

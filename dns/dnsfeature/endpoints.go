@@ -32,6 +32,30 @@ func (f *Feature) register(id, name string, cidrs []string) {
 	}
 }
 
+// registerNames makes endpoint id's records every valid one of names at
+// addrs; invalid names are logged and left out.
+func (f *Feature) registerNames(id string, names []string, addrs []netip.Addr) {
+	var fqdns []string
+	seen := map[string]bool{}
+	for _, name := range names {
+		fqdn, err := dns.Normalize(name, f.opts.Domain)
+		if err != nil {
+			f.log.Warn("DNS: endpoint has an invalid name; not registering that one", "endpoint", id, "name", name, "err", err)
+			continue
+		}
+		if !seen[fqdn] {
+			seen[fqdn] = true
+			fqdns = append(fqdns, fqdn)
+		}
+	}
+	if len(fqdns) == 0 {
+		addrs = nil
+	}
+	if err := f.store.SetEndpointNames(id, fqdns, addrs); err != nil {
+		f.log.Warn("DNS: cannot register endpoint", "endpoint", id, "names", names, "err", err)
+	}
+}
+
 // serve gives an endpoint's namespace a resolver: a listener on the
 // container nameserver address inside it, and for a named namespace the
 // resolv.conf that ip netns exec uses.

@@ -30,6 +30,18 @@ func (f *Feature) RegisterEndpoint(id, name string, addrs []netip.Addr) error {
 	return nil
 }
 
+// RegisterEndpointNames is RegisterEndpoint for an endpoint known by
+// several names (a Docker container's name and its network aliases):
+// each valid name answers with every address. An invalid name is logged
+// and skipped; the others are registered. No names removes its records.
+func (f *Feature) RegisterEndpointNames(id string, names []string, addrs []netip.Addr) error {
+	if f.opts.Off {
+		return ErrOff
+	}
+	f.registerNames(id, names, addrs)
+	return nil
+}
+
 // UnregisterEndpoint removes the records of endpoint id.
 func (f *Feature) UnregisterEndpoint(id string) {
 	if !f.opts.Off {

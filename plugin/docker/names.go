@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -78,22 +79,43 @@ type engineEvent struct {
 
 // engineContainer is the part of GET /containers/ID/json WatchNames reads.
 type engineContainer struct {
+	ID              string `json:"Id"`
 	Name            string
 	State           struct{ Running bool }
 	NetworkSettings struct {
 		SandboxKey string
 		Networks   map[string]struct {
-			NetworkID  string
-			EndpointID string
-			IPAddress  string
+			NetworkID         string
+			EndpointID        string
+			IPAddress         string
+			GlobalIPv6Address string
+			// Aliases: --network-alias and docker network connect
+			// --alias; engines before API 1.45 add the short container ID.
+			Aliases []string
 		}
 	}
 }
 
-// WatchNames keeps NAME.weave.local registered for every running container
-// on a network of driver, until ctx ends: it registers the containers
-// already there, then follows the engine's network events (a container
-// connecting). Leave removes the name. It starts over when the engine
+// containerNames is the container's name, then its aliases on one
+// network: without repeats and without the container ID (or a prefix of
+// it) that older engines list among the aliases, which Docker's own DNS
+// answers but is no name a user gave.
+func containerNames(name, id string, aliases []string) []string {
+	names := []string{name}
+	for _, a := range aliases {
+		if a == "" || slices.Contains(names, a) || len(a) >= 12 && strings.HasPrefix(id, a) {
+			continue
+		}
+		names = append(names, a)
+	}
+	return names
+}
+
+// WatchNames keeps NAME.weave.local, and ALIAS.weave.local for each of
+// its network aliases, registered for every running container on a
+// network of driver, until ctx ends: it registers the containers already
+// there, then follows the engine's network events (a container
+// connecting). Leave removes the names. It starts over when the engine
 // goes away and comes back; call it once the router's DNS is reconciled.
 func (p *Plugin) WatchNames(ctx context.Context, socket, driver string) {
 	e := newEngine(socket)
@@ -179,10 +201,13 @@ func (p *Plugin) registerContainer(ctx context.Context, e *engine, id, netID str
 			continue
 		}
 		var addrs []netip.Addr
-		if a, err := netip.ParseAddr(n.IPAddress); err == nil {
-			addrs = append(addrs, a)
+		for _, s := range []string{n.IPAddress, n.GlobalIPv6Address} {
+			if a, err := netip.ParseAddr(s); err == nil {
+				addrs = append(addrs, a)
+			}
 		}
-		if err := p.r.RegisterName(n.EndpointID, name, addrs); err != nil {
+		names := containerNames(name, c.ID, n.Aliases)
+		if err := p.r.RegisterNames(n.EndpointID, names, addrs); err != nil {
 			return err
 		}
 		if c.NetworkSettings.SandboxKey != "" {
@@ -195,7 +220,7 @@ func (p *Plugin) registerContainer(ctx context.Context, e *engine, id, netID str
 			ep.name = name
 		}
 		p.mu.Unlock()
-		p.log.Info("Docker container registered in weaveDNS", "container", name, "endpoint", short(n.EndpointID), "addresses", addrs)
+		p.log.Info("Docker container registered in weaveDNS", "container", name, "aliases", names[1:], "endpoint", short(n.EndpointID), "addresses", addrs)
 	}
 	return nil
 }

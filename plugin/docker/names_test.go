@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -73,10 +74,44 @@ func containerJSON(name, netID, epID, ip, sandbox string, running bool) string {
 	return string(b)
 }
 
+// withAliases adds network aliases, an IPv6 address and an ID to a
+// containerJSON answer.
+func withAliases(body, id, ipv6 string, aliases ...string) string {
+	var c map[string]any
+	if err := json.Unmarshal([]byte(body), &c); err != nil {
+		panic(err)
+	}
+	c["Id"] = id
+	n := c["NetworkSettings"].(map[string]any)["Networks"].(map[string]any)["weave"].(map[string]any)
+	n["Aliases"], n["GlobalIPv6Address"] = aliases, ipv6
+	b, _ := json.Marshal(c)
+	return string(b)
+}
+
+func TestContainerNames(t *testing.T) {
+	const id = "3f4a5b6c7d8e9f00112233445566778899aabbccddeeff00112233445566778"
+	for _, tc := range []struct {
+		aliases []string
+		want    []string
+	}{
+		{nil, []string{"web"}},
+		{[]string{"www", "api"}, []string{"web", "www", "api"}},
+		// Older engines list the short ID; repeats and empties go.
+		{[]string{"3f4a5b6c7d8e", "www", "web", "www", ""}, []string{"web", "www"}},
+		// Short hex aliases that happen to start the ID are the user's.
+		{[]string{"3f4a"}, []string{"web", "3f4a"}},
+	} {
+		if got := containerNames("web", id, tc.aliases); !slices.Equal(got, tc.want) {
+			t.Errorf("aliases %q: names %q, want %q", tc.aliases, got, tc.want)
+		}
+	}
+}
+
 func TestWatchNames(t *testing.T) {
 	eng := &fakeEngine{events: make(chan string, 4), containers: map[string]string{
 		"c1": containerJSON("web", "n1", "e1", "10.32.0.5", "/var/run/docker/netns/s1", true),
-		"c2": containerJSON("db", "n1", "e2", "10.32.0.6", "/var/run/docker/netns/s2", true),
+		"c2": withAliases(containerJSON("db", "n1", "e2", "10.32.0.6", "/var/run/docker/netns/s2", true),
+			"c2ffffffffffffff", "fd00::6", "c2ffffffffff", "postgres", "sql.prod"),
 		"c3": containerJSON("gone", "n1", "e3", "10.32.0.7", "", false),
 		"c4": containerJSON("cache", "n1", "e4", "10.32.0.8", "/var/run/docker/netns/s4", true),
 	}}
@@ -115,6 +150,17 @@ func TestWatchNames(t *testing.T) {
 	wait("web, running at start", has("e1", "web", "/var/run/docker/netns/s1"))
 	eng.events <- `{"Type":"network","Action":"connect","Actor":{"ID":"n1","Attributes":{"container":"c2","name":"weave","type":"weavemesh"}}}`
 	wait("db, connected later", has("e2", "db", "/var/run/docker/netns/s2"))
+	f.mu.Lock()
+	if got, want := f.aliases["e2"], []string{"postgres", "sql.prod"}; !slices.Equal(got, want) {
+		t.Errorf("db's aliases %q, want %q", got, want)
+	}
+	if got, want := fmt.Sprint(f.addrs["e2"]), "[10.32.0.6 fd00::6]"; got != want {
+		t.Errorf("db's addresses %s, want %s", got, want)
+	}
+	if got := f.aliases["e1"]; len(got) != 0 {
+		t.Errorf("web has aliases %q, want none", got)
+	}
+	f.mu.Unlock()
 	// Other drivers' networks and stopped containers are left alone.
 	eng.events <- `{"Type":"network","Action":"connect","Actor":{"ID":"n9","Attributes":{"container":"c2","name":"bridge","type":"bridge"}}}`
 	eng.events <- `{"Type":"network","Action":"connect","Actor":{"ID":"n1","Attributes":{"container":"c3","name":"weave","type":"weavemesh"}}}`

@@ -169,7 +169,7 @@ func (p *Plugin) join(req network.JoinRequest) (any, error) {
 		if pfx, err := netip.ParsePrefix(address); err == nil {
 			addrs = append(addrs, pfx.Addr())
 		}
-		if err := p.r.RegisterName(req.EndpointID, name, addrs); err != nil {
+		if err := p.r.RegisterNames(req.EndpointID, []string{name}, addrs); err != nil {
 			p.log.Warn("cannot register the endpoint's DNS name", "endpoint", short(req.EndpointID), "name", name, "err", err)
 		}
 	}

@@ -19,17 +19,20 @@ import (
 
 // fakeRouter records what the plugin asks of the router.
 type fakeRouter struct {
-	mu     sync.Mutex
-	veths  map[string]bool
-	allocs map[netip.Addr]string
-	names  map[string]string
-	dns    map[string]string // endpoint -> namespace served
-	next   map[netip.Prefix]netip.Addr
-	fail   error // returned by Allocate when set
+	mu      sync.Mutex
+	veths   map[string]bool
+	allocs  map[netip.Addr]string
+	names   map[string]string
+	aliases map[string][]string     // endpoint -> names after the first
+	addrs   map[string][]netip.Addr // endpoint -> addresses of its names
+	dns     map[string]string       // endpoint -> namespace served
+	next    map[netip.Prefix]netip.Addr
+	fail    error // returned by Allocate when set
 }
 
 func newFake() *fakeRouter {
-	return &fakeRouter{veths: map[string]bool{}, allocs: map[netip.Addr]string{}, names: map[string]string{}, dns: map[string]string{}, next: map[netip.Prefix]netip.Addr{}}
+	return &fakeRouter{veths: map[string]bool{}, allocs: map[netip.Addr]string{}, names: map[string]string{},
+		aliases: map[string][]string{}, addrs: map[string][]netip.Addr{}, dns: map[string]string{}, next: map[netip.Prefix]netip.Addr{}}
 }
 
 func (f *fakeRouter) CreateVeth(id string) (string, error) {
@@ -95,10 +98,12 @@ func (f *fakeRouter) ReleaseAll(owner string) {
 	}
 }
 
-func (f *fakeRouter) RegisterName(id, name string, addrs []netip.Addr) error {
+func (f *fakeRouter) RegisterNames(id string, names []string, addrs []netip.Addr) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.names[id] = name
+	f.names[id] = names[0]
+	f.aliases[id] = names[1:]
+	f.addrs[id] = addrs
 	return nil
 }
 
@@ -106,6 +111,8 @@ func (f *fakeRouter) UnregisterName(id string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.names, id)
+	delete(f.aliases, id)
+	delete(f.addrs, id)
 }
 
 func (f *fakeRouter) ServeDNS(id, netns string) error {

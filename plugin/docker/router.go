@@ -33,9 +33,11 @@ type Router interface {
 	Release(owner string, addr netip.Addr)
 	ReleaseAll(owner string)
 
-	// RegisterName makes weaveDNS answer name with addrs for endpoint id;
-	// UnregisterName removes endpoint id's records (none is no error).
-	RegisterName(id, name string, addrs []netip.Addr) error
+	// RegisterNames makes weaveDNS answer each of names (a container's
+	// name, then its network aliases) with addrs for endpoint id,
+	// replacing what it had; UnregisterName removes endpoint id's records
+	// (none is no error).
+	RegisterNames(id string, names []string, addrs []netip.Addr) error
 	UnregisterName(id string)
 	// ServeDNS answers DNS for endpoint id inside the namespace at netns,
 	// on the containers' nameserver address; StopDNS stops (a listener

@@ -69,7 +69,7 @@ type ipamService interface {
 // found as "dns").
 type dnsService interface {
 	Enabled() bool
-	RegisterEndpoint(id, name string, addrs []netip.Addr) error
+	RegisterEndpointNames(id string, names []string, addrs []netip.Addr) error
 	UnregisterEndpoint(id string)
 	ServeNamespace(id, netns string) error
 	StopNamespace(id string)

@@ -98,20 +98,48 @@ func (f *fakeIPAM) forget() {
 	clear(f.allocs)
 }
 
-// fakeDNS is weaveDNS as the plugin sees it.
+// fakeDNS is weaveDNS as the plugin sees it; it records the names
+// registered.
 type fakeDNS struct {
 	feature.Base
-	on bool
+	on    bool
+	mu    sync.Mutex
+	names map[string]string // endpoint -> "name,alias,... addr,addr,..."
 }
 
-func (f *fakeDNS) Name() string                                        { return "dns" }
-func (f *fakeDNS) Open(feature.Host) error                             { return nil }
-func (f *fakeDNS) Status(context.Context) (any, error)                 { return nil, nil }
-func (f *fakeDNS) Enabled() bool                                       { return f.on }
-func (f *fakeDNS) RegisterEndpoint(string, string, []netip.Addr) error { return nil }
-func (f *fakeDNS) UnregisterEndpoint(string)                           {}
-func (f *fakeDNS) ServeNamespace(string, string) error                 { return nil }
-func (f *fakeDNS) StopNamespace(string)                                {}
+func (f *fakeDNS) Name() string                        { return "dns" }
+func (f *fakeDNS) Open(feature.Host) error             { return nil }
+func (f *fakeDNS) Status(context.Context) (any, error) { return nil, nil }
+func (f *fakeDNS) Enabled() bool                       { return f.on }
+func (f *fakeDNS) ServeNamespace(string, string) error { return nil }
+func (f *fakeDNS) StopNamespace(string)                {}
+
+func (f *fakeDNS) RegisterEndpointNames(id string, names []string, addrs []netip.Addr) error {
+	var as []string
+	for _, a := range addrs {
+		as = append(as, a.String())
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.names == nil {
+		f.names = map[string]string{}
+	}
+	f.names[id] = strings.Join(names, ",") + " " + strings.Join(as, ",")
+	return nil
+}
+
+func (f *fakeDNS) UnregisterEndpoint(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.names, id)
+}
+
+// registered returns what endpoint id is registered as, "" for nothing.
+func (f *fakeDNS) registered(id string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.names[id]
+}
 
 // fakeBridge is the bridge of feature.Host; the plugin uses only its name
 // and MTU here.
@@ -292,7 +320,7 @@ func TestOpenNeeds(t *testing.T) {
 	if st, _ := f.Status(context.Background()); st.(api.DockerPluginStatus).Names {
 		t.Errorf("names with weaveDNS off: %+v", st)
 	}
-	if err := (*plugRouter)(f).RegisterName("0123456789ab", "c1", nil); err == nil {
-		t.Error("RegisterName with weaveDNS off succeeded")
+	if err := (*plugRouter)(f).RegisterNames("0123456789ab", []string{"c1"}, nil); err == nil {
+		t.Error("RegisterNames with weaveDNS off succeeded")
 	}
 }

@@ -168,12 +168,13 @@ func (r *plugRouter) ReleaseAll(owner string) {
 	}
 }
 
-// RegisterName implements docker.Router.
-func (r *plugRouter) RegisterName(id, name string, addrs []netip.Addr) error {
+// RegisterNames implements docker.Router: the container's name and its
+// aliases are all names of the endpoint, at all its addresses.
+func (r *plugRouter) RegisterNames(id string, names []string, addrs []netip.Addr) error {
 	if r.dns == nil {
 		return errors.New("weaveDNS is off on this router (--no-dns)")
 	}
-	return r.dns.RegisterEndpoint(id, name, addrs)
+	return r.dns.RegisterEndpointNames(id, names, addrs)
 }
 
 // UnregisterName implements docker.Router.

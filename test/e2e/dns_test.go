@@ -26,6 +26,10 @@ import (
 // dnsSpread is how fast a name change on one host must be seen on another.
 const dnsSpread = 2 * time.Second
 
+// restartCatchUp is how soon after a restarted router is ready it must
+// answer the names other hosts registered.
+const restartCatchUp = 3 * time.Second
+
 // upstreamIP is the test upstream server's address on the underlay.
 var upstreamIP = netip.MustParseAddr("192.168.77.200")
 
@@ -219,7 +223,8 @@ func wantStatus(status string) func(digResult) error {
 // resolve on the others within two seconds and go as fast; answers are
 // right for every kind of query; other names go to the upstream server,
 // over TCP when its UDP answer is truncated; the names of a killed peer
-// vanish after the grace period and come back with it.
+// vanish after the grace period and come back with it; a restarted router
+// answers the other hosts' names as soon as it is ready.
 func TestDNS(t *testing.T) {
 	cl := newCluster(t, harness.Options{Hosts: 3})
 	h1, h2, h3 := cl.Host(1), cl.Host(2), cl.Host(3)
@@ -447,5 +452,45 @@ func TestDNS(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitDig(t, time.Minute, q, wantAnswers("10.32.9.1", "10.32.9.2", "10.32.9.3"), "multi.weave.local")
+	})
+
+	t.Run("restarted router catches up at once", func(t *testing.T) {
+		// A name on host1 that host3's router must learn from the mesh
+		// each time it starts.
+		if out, err := h1.Weave("dns-add", "10.32.7.1", "far"); err != nil {
+			t.Fatalf("dns-add: %v %s", err, out)
+		}
+		waitDig(t, dnsSpread, q, wantAnswers("10.32.7.1"), "far.weave.local")
+		// Stopped cleanly, the peers list it as left; killed, as dead
+		// once they notice. Either way they still do when it comes back.
+		for _, tc := range []struct {
+			how  string
+			stop func() error
+		}{{"stopped", h3.Stop}, {"killed", h3.Kill}} {
+			if err := tc.stop(); err != nil {
+				t.Fatal(err)
+			}
+			if err := harness.PollFor(time.Minute, "host1 to see host3 gone", func(ctx context.Context) error {
+				if alive, err := seesAlive(h1, "host3"); err != nil || alive {
+					return fmt.Errorf("alive %v, %v", alive, err)
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if err := h3.Restart(); err != nil {
+				t.Fatal(err)
+			}
+			d := waitDig(t, time.Minute, q, wantAnswers("10.32.7.1"), "far.weave.local")
+			if d > restartCatchUp {
+				t.Errorf("host3's router, %s and started again, answered host1's name %s after it was ready; want within %s",
+					tc.how, d.Round(time.Millisecond), restartCatchUp)
+			} else {
+				t.Logf("host3's router, %s and started again, answered host1's name %s after it was ready", tc.how, d.Round(time.Millisecond))
+			}
+			if out, err := h3.Weave("dns-lookup", "multi"); err != nil || !strings.Contains(out, "10.32.9.1") {
+				t.Errorf("host3's router, %s and started again: dns-lookup of host2's name: %q %v", tc.how, out, err)
+			}
+		}
 	})
 }

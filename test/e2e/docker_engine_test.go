@@ -397,8 +397,9 @@ func removeGWBridgeAfter(t *testing.T) {
 // TestDockerEngine runs a router in the root namespace and has the real
 // Docker engine use its plugin: `docker network create -d <plugin>
 // --ipam-driver <plugin>`, two containers from an image imported from
-// busybox-static, which ping each other over the weave bridge; removing
-// them and the network releases every address.
+// busybox-static, which ping each other over the weave bridge and resolve
+// each other's names and network aliases; removing them and the network
+// releases every address.
 func TestDockerEngine(t *testing.T) {
 	needDocker(t)
 	ctx := ctxFor(t, 4*time.Minute)
@@ -429,7 +430,12 @@ func TestDockerEngine(t *testing.T) {
 	for i := 1; i <= 2; i++ {
 		c := fmt.Sprintf("%s-c%d", name, i)
 		t.Cleanup(func() { dockerCmd(context.Background(), "rm", "-f", c) })
-		if _, err := dockerCmd(ctx, "run", "-d", "--name", c, "--network", netName, img, "/bin/sleep", "600"); err != nil {
+		args := []string{"run", "-d", "--name", c, "--network", netName}
+		if i == 1 {
+			// Network aliases are names in weaveDNS too.
+			args = append(args, "--network-alias", "web", "--network-alias", "api.prod")
+		}
+		if _, err := dockerCmd(ctx, append(args, img, "/bin/sleep", "600")...); err != nil {
 			b, _ := os.ReadFile(r.log)
 			t.Fatalf("%v\nrouter log:\n%s", err, b)
 		}
@@ -479,6 +485,47 @@ func TestDockerEngine(t *testing.T) {
 		}
 	}
 
+	// Aliases given at docker run, and with docker network connect
+	// --alias to a container started on Docker's own bridge, resolve to
+	// the container's address on the weave network until it leaves it.
+	c4 := name + "-c4"
+	t.Cleanup(func() { dockerCmd(context.Background(), "rm", "-f", c4) })
+	if _, err := dockerCmd(ctx, "run", "-d", "--name", c4, img, "/bin/sleep", "600"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dockerCmd(ctx, "network", "connect", "--alias", "db", netName, c4); err != nil {
+		t.Fatal(err)
+	}
+	ip4, err := dockerCmd(ctx, "inspect", "-f", "{{(index .NetworkSettings.Networks \""+netName+"\").IPAddress}}", c4)
+	if err != nil || !strings.HasPrefix(ip4, "10.251.0.") {
+		t.Fatalf("%s's address on %s: %q %v", c4, netName, ip4, err)
+	}
+	for _, q := range []struct{ name, ip string }{{"web", ips[0]}, {"api.prod", ips[0]}, {"db", ip4}, {c4, ip4}} {
+		fqdn := q.name + ".weave.local"
+		if err := harness.PollFor(10*time.Second, ctrs[1]+" resolves the alias "+fqdn, func(ctx context.Context) error {
+			out, err := dockerCmd(ctx, "exec", ctrs[1], "/bin/nslookup", fqdn, "127.0.0.153")
+			if err == nil && !strings.Contains(out, q.ip) {
+				err = fmt.Errorf("answer %q lacks %s", out, q.ip)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := dockerCmd(ctx, "network", "disconnect", netName, c4); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"db", c4} {
+		if err := harness.PollFor(10*time.Second, "the alias "+n+" removed", func(ctx context.Context) error {
+			if l, err := api.DNSLookup(ctx, n); err == nil {
+				return fmt.Errorf("still answered: %+v", l)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	// A second host: a container started with weave's DNS flags pings, by
 	// name, a namespace attached there.
 	far.attach(t, "far")
@@ -506,22 +553,20 @@ func TestDockerEngine(t *testing.T) {
 	held := r.dockerAllocs(ctx, t)
 	r.stop()
 	// Restarted as a user's router would be, naming its peer: a router
-	// that names none hears the other host's DNS records only when that
-	// host's gossip reaches out again, which can take longer than the
-	// test waits. The range stays split as before (the ring is in the
-	// data dir).
+	// that names none hears of the other host only when that host's
+	// gossip reaches out again. The range stays split as before (the
+	// ring is in the data dir).
 	r.args = append(r.args, "--ipalloc-init", "consensus=1", farHostIP)
 	r.start(t)
 	restarted := time.Now()
-	// The other host's records come back with gossip's next full-state
-	// exchange, which may take a push-pull interval (30 s) or two.
-	if err := harness.PollFor(90*time.Second, "far's record back on the restarted router", func(ctx context.Context) error {
+	// The other host's records come back as soon as the router is ready.
+	if err := harness.PollFor(restartCatchUp, "far's record back on the restarted router", func(ctx context.Context) error {
 		_, err := api.DNSLookup(ctx, "far")
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("far's record came back %v after the restart", time.Since(restarted).Round(time.Second))
+	t.Logf("far's record came back %v after the restarted router was ready", time.Since(restarted).Round(time.Millisecond))
 	if got := r.dockerAllocs(ctx, t); strings.Join(got, ",") != strings.Join(held, ",") {
 		t.Errorf("Docker allocations before the router restart %v, after %v", held, got)
 	}
@@ -540,6 +585,15 @@ func TestDockerEngine(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	if err := harness.PollFor(10*time.Second, ctrs[1]+" resolves the alias web after the router restart", func(ctx context.Context) error {
+		out, err := dockerCmd(ctx, "exec", ctrs[1], "/bin/nslookup", "web.weave.local", "127.0.0.153")
+		if err == nil && !strings.Contains(out, ips[0]) {
+			err = fmt.Errorf("answer %q lacks %s", out, ips[0])
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
 
 	// A container that stops loses its name.
 	if _, err := dockerCmd(ctx, "stop", "-t", "0", ctrs[1]); err != nil {
@@ -554,8 +608,19 @@ func TestDockerEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	for _, c := range append(ctrs, c3) {
+	for _, c := range append(ctrs, c3, c4) {
 		if _, err := dockerCmd(ctx, "rm", "-f", c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The removed container's aliases go with its name.
+	for _, n := range []string{ctrs[0], "web", "api.prod"} {
+		if err := harness.PollFor(10*time.Second, n+" removed with its container", func(ctx context.Context) error {
+			if l, err := api.DNSLookup(ctx, n); err == nil {
+				return fmt.Errorf("still answered: %+v", l)
+			}
+			return nil
+		}); err != nil {
 			t.Fatal(err)
 		}
 	}
