@@ -95,9 +95,14 @@ type OutPacket struct {
 // goroutine, one writer goroutine); each has its own scratch space, so the
 // two run concurrently. Concurrent calls to the same one are serialised.
 type Conn struct {
-	log   *slog.Logger
-	udp   *net.UDPConn
-	raw   syscall.RawConn
+	log *slog.Logger
+	udp *net.UDPConn
+	raw syscall.RawConn
+	// send and wraw are the socket WriteBatch sends from: udp itself,
+	// or in a group (ListenGroup) a socket of its own whose source port
+	// steers the receiver's choice of socket.
+	send  *net.UDPConn
+	wraw  syscall.RawConn
 	local netip.AddrPort
 	gro   bool
 	gso   atomic.Bool // cleared for good if the kernel rejects UDP_SEGMENT
@@ -124,7 +129,11 @@ type reader struct {
 }
 
 // Listen opens the UDP socket in the calling thread's network namespace.
-func Listen(o Options) (*Conn, error) {
+func Listen(o Options) (*Conn, error) { return listenConn(o, false) }
+
+// listenConn opens the socket, with SO_REUSEPORT set before the bind when
+// reuse is true.
+func listenConn(o Options, reuse bool) (*Conn, error) {
 	if !o.Addr.IsValid() {
 		return nil, errors.New("conn: Options.Addr is required")
 	}
@@ -146,16 +155,16 @@ func Listen(o Options) (*Conn, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 
-	udp, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
+	udp, err := listenUDP(addr, reuse)
 	if err != nil {
-		return nil, fmt.Errorf("conn: listen on %v: %w", addr, err)
+		return nil, err
 	}
 	raw, err := udp.SyscallConn()
 	if err != nil {
 		udp.Close()
 		return nil, fmt.Errorf("conn: %w", err)
 	}
-	c := &Conn{log: log, udp: udp, raw: raw, local: udp.LocalAddr().(*net.UDPAddr).AddrPort()}
+	c := &Conn{log: log, udp: udp, raw: raw, send: udp, wraw: raw, local: udp.LocalAddr().(*net.UDPAddr).AddrPort()}
 	c.log = log.With("udp", c.local.String())
 
 	var setupErr error
@@ -165,8 +174,8 @@ func Listen(o Options) (*Conn, error) {
 		s := int(fd)
 		// DF on every datagram: the engine discovers the path MTU itself
 		// and needs EMSGSIZE rather than silent fragmentation.
-		if err := unix.SetsockoptInt(s, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO); err != nil {
-			setupErr = fmt.Errorf("set IP_MTU_DISCOVER: %w", err)
+		if err := setPMTUDisc(s); err != nil {
+			setupErr = err
 			return
 		}
 		rcv, rcvForced = setBuffer(s, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, o.RecvBuffer)
@@ -229,7 +238,11 @@ func (c *Conn) LocalAddr() netip.AddrPort { return c.local }
 // error satisfying errors.Is(err, net.ErrClosed).
 func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
-		if err := c.udp.Close(); err != nil {
+		err := c.udp.Close()
+		if c.send != c.udp {
+			err = errors.Join(err, c.send.Close())
+		}
+		if err != nil {
 			c.closeErr = fmt.Errorf("conn: close %v: %w", c.local, err)
 		}
 	})
