@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -80,7 +81,19 @@ type Config struct {
 	Datapath           string
 	FastdpPort         int
 	FastdpNoTxChecksum bool
+
+	// SleevePipelines is how many send and receive pipelines the sleeve
+	// runs, each on its own TAP queue and socket (default
+	// DefaultSleevePipelines).
+	SleevePipelines int
 }
+
+// MaxSleevePipelines caps Config.SleevePipelines.
+const MaxSleevePipelines = 16
+
+// DefaultSleevePipelines is one pipeline per CPU, at most 4: more than
+// the flows a host usually carries at full rate gains nothing.
+func DefaultSleevePipelines() int { return min(runtime.NumCPU(), 4) }
 
 // withDefaults validates c and fills in defaults, naming any bad field.
 func (c Config) withDefaults() (Config, error) {
@@ -101,6 +114,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir
+	}
+	if c.SleevePipelines == 0 {
+		c.SleevePipelines = DefaultSleevePipelines()
+	}
+	if c.SleevePipelines < 1 || c.SleevePipelines > MaxSleevePipelines {
+		return c, fmt.Errorf("--sleeve-pipelines %d: must be 1-%d", c.SleevePipelines, MaxSleevePipelines)
 	}
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = DefaultHTTPAddr

@@ -92,7 +92,7 @@ func TestAllocs(t *testing.T) {
 	now := time.Now().Unix()
 	a.o.Mesh.Learn(MACFrom(mac(2)), 2, now)
 
-	in := &inside{e: a, b: newBatch(a)}
+	in := &inside{e: a, dev: a.qs[0].Device, b: newBatch(a, sc)}
 	payload := bytes.Repeat([]byte("0123456789abcdef"), 4000)
 	frames := make([][]byte, 8)
 	for i := range frames {
@@ -116,7 +116,7 @@ func TestAllocs(t *testing.T) {
 	}
 
 	// The receiver gets the datagrams as GRO trains of up to 46.
-	out := &outside{e: b, b: newBatch(b), gro: offload.NewCoalescer(), reply: make([]byte, 0, 1024)}
+	out := &outside{e: b, q: b.qs[0], b: newBatch(b, b.qs[0].Conn), gro: offload.NewCoalescer(), reply: make([]byte, 0, 1024)}
 	var pkts []conn.Packet
 	for i := 0; i < len(sc.dgrams); {
 		n := min(46, 49-i%49)

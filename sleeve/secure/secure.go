@@ -84,7 +84,10 @@ type Session struct {
 	plain       bool // both sides trust each other: no sealing
 	confirmed   atomic.Bool
 	counter     atomic.Uint64
-	window      replay.Filter // receive side, one goroutine
+	// wmu guards window: the receive pipelines (one per socket of a
+	// group) may open datagrams of one session at the same time.
+	wmu    sync.Mutex
+	window replay.Filter
 }
 
 // Plain reports whether the two peers agreed to exchange data unencrypted
@@ -464,8 +467,7 @@ func appendName(b []byte, n peer.Name) []byte {
 }
 
 // Open authenticates and decrypts a sealed datagram in place, returning the
-// session it belongs to and the inner datagram. Only one goroutine may call
-// Open (the receive pipeline): the replay windows are not locked.
+// session it belongs to and the inner datagram. Safe for concurrent use.
 func (m *Manager) Open(b []byte) (*Session, []byte, error) {
 	if len(b) < Overhead {
 		return nil, nil, fmt.Errorf("%w: %d bytes", ErrAuth, len(b))
@@ -485,7 +487,10 @@ func (m *Manager) Open(b []byte) (*Session, []byte, error) {
 	if err != nil {
 		return nil, nil, ErrAuth
 	}
-	if !s.window.Accept(c) {
+	s.wmu.Lock()
+	fresh := s.window.Accept(c)
+	s.wmu.Unlock()
+	if !fresh {
 		return nil, nil, ErrReplay
 	}
 	if !s.confirmed.Load() {
