@@ -31,6 +31,21 @@ type Status struct {
 	DatapathFailures map[string]uint64 `json:"datapath_failures,omitempty"`
 	// Fastdp is the kernel datapath on this host (docs/fastdp.md).
 	Fastdp *FastdpStatus `json:"fastdp,omitempty"`
+	// Sleeve is the user-space datapath on this host.
+	Sleeve *SleeveStatus `json:"sleeve,omitempty"`
+}
+
+// SleeveStatus is the state of the sleeve's engine on one host.
+type SleeveStatus struct {
+	// Pipelines is the number of send (and of receive) pipelines, each
+	// on its own TAP queue and UDP socket.
+	Pipelines int `json:"pipelines"`
+	// Datagrams sent and received on the underlay, and the system calls
+	// the TAP queues and sockets made for them (reads that found
+	// nothing included).
+	TxDatagrams uint64 `json:"tx_datagrams"`
+	RxDatagrams uint64 `json:"rx_datagrams"`
+	Syscalls    uint64 `json:"syscalls"`
 }
 
 // FastdpStatus is the state of the kernel VXLAN datapath on one host.

@@ -68,6 +68,8 @@ func (r *Router) Status(ctx context.Context) (api.Status, error) {
 		}
 	}
 	st.Drops = r.sleeve.Drops()
+	ss := r.sleeve.Stats()
+	st.Sleeve = &api.SleeveStatus{Pipelines: r.sleeve.Pipelines(), TxDatagrams: ss.TxDatagrams, RxDatagrams: ss.RxDatagrams, Syscalls: ss.Syscalls}
 	st.DatapathFailures = r.dp.counts()
 	return st, nil
 }

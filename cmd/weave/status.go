@@ -178,6 +178,9 @@ func formatStatus(w io.Writer, st api.Status, v *api.Version) {
 	}
 	fmt.Fprintf(w, "Datapath: %s\n", strings.Join(dps, ", "))
 	formatFastdp(w, st.Fastdp)
+	if st.Sleeve != nil {
+		fmt.Fprintf(w, "Sleeve: %d pipelines\n", st.Sleeve.Pipelines)
+	}
 	fmt.Fprintf(w, "Overlay MTU: %d\n", st.OverlayMTU)
 
 	var drops uint64

@@ -107,6 +107,9 @@ type Conn struct {
 	gro   bool
 	gso   atomic.Bool // cleared for good if the kernel rejects UDP_SEGMENT
 
+	// sends counts sendmmsg system calls.
+	sends atomic.Uint64
+
 	gsoOffOnce sync.Once
 	closeOnce  sync.Once
 	closeErr   error
@@ -222,6 +225,10 @@ func setBuffer(fd, forceOpt, opt, size int) (granted int, forced bool) {
 	granted, _ = unix.GetsockoptInt(fd, unix.SOL_SOCKET, opt)
 	return granted, forced
 }
+
+// Syscalls is the number of recvmmsg and sendmmsg system calls made so
+// far, calls that found nothing to read included.
+func (c *Conn) Syscalls() uint64 { return c.rd.mr.Calls() + c.sends.Load() }
 
 // GSO reports whether sends use UDP segmentation offload. It turns false
 // for good if the kernel rejects a segmented send.

@@ -261,6 +261,7 @@ refill:
 func (c *Conn) writeFn(fd uintptr) bool {
 	w := &c.wr
 	for {
+		c.sends.Add(1)
 		n, e := w.sendmmsg(fd, w.msgs[w.start:w.end])
 		switch e {
 		case unix.EINTR:

@@ -54,6 +54,9 @@ type Device struct {
 	// Close closes them too.
 	queues []*Device
 
+	// syscalls counts this queue's read and write system calls.
+	syscalls atomic.Uint64
+
 	closeOnce sync.Once
 	closed    atomic.Bool
 	closeErr  error
@@ -284,6 +287,10 @@ func (d *Device) Name() string { return d.name }
 // Index is the interface index.
 func (d *Device) Index() int { return d.index }
 
+// Syscalls is the number of read and write system calls made on this
+// queue so far, reads that found nothing included.
+func (d *Device) Syscalls() uint64 { return d.syscalls.Load() }
+
 // Offload reports whether IFF_VNET_HDR with checksum and TCP segmentation
 // offloads is active. When false, Read never returns super-frames.
 func (d *Device) Offload() bool { return d.offload }
@@ -335,6 +342,7 @@ func (d *Device) readFn(fd uintptr) bool {
 		b = b[r.offset:]
 		var n int
 		var err error
+		d.syscalls.Add(1)
 		if d.offload {
 			n, err = unix.Read(int(fd), b)
 		} else {
@@ -402,6 +410,7 @@ func (d *Device) writeFn(fd uintptr) bool {
 			}
 			w.pending = p
 		}
+		d.syscalls.Add(1)
 		_, err := unix.Write(int(fd), w.pending)
 		switch {
 		case err == unix.EINTR:
