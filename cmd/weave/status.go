@@ -110,6 +110,10 @@ func (a *app) statusCmd() *cobra.Command {
 				return writeJSON(a.stdout, conns)
 			}
 			formatConnections(a.stdout, conns)
+			// What the datapath dropped, by reason, under the table.
+			if st, err := c.Status(cmd.Context()); err == nil {
+				formatDrops(a.stdout, st.Drops)
+			}
 			return nil
 		},
 	})
@@ -183,18 +187,7 @@ func formatStatus(w io.Writer, st api.Status, v *api.Version) {
 	}
 	fmt.Fprintf(w, "Overlay MTU: %d\n", st.OverlayMTU)
 
-	var drops uint64
-	dropParts := make([]string, 0, len(st.Drops))
-	for _, r := range sortedKeys(st.Drops) {
-		if st.Drops[r] == 0 {
-			continue
-		}
-		drops += st.Drops[r]
-		dropParts = append(dropParts, fmt.Sprintf("%d %s", st.Drops[r], r))
-	}
-	if drops > 0 {
-		fmt.Fprintf(w, "Drops: %d (%s)\n", drops, strings.Join(dropParts, ", "))
-	}
+	formatDrops(w, st.Drops)
 	failed := make([]string, 0, len(st.DatapathFailures))
 	for _, d := range sortedKeys(st.DatapathFailures) {
 		failed = append(failed, fmt.Sprintf("%s %d", d, st.DatapathFailures[d]))
@@ -250,6 +243,22 @@ func formatPeers(w io.Writer, peers []api.Peer, now time.Time) {
 			}
 		}
 		fmt.Fprintf(w, "%s cannot reach %s directly (relayed)\n", nicks[p.Name], strings.Join(to, ", "))
+	}
+}
+
+// formatDrops prints the drop counters on one line, if any is not zero.
+func formatDrops(w io.Writer, m map[string]uint64) {
+	var drops uint64
+	parts := make([]string, 0, len(m))
+	for _, r := range sortedKeys(m) {
+		if m[r] == 0 {
+			continue
+		}
+		drops += m[r]
+		parts = append(parts, fmt.Sprintf("%d %s", m[r], r))
+	}
+	if drops > 0 {
+		fmt.Fprintf(w, "Drops: %d (%s)\n", drops, strings.Join(parts, ", "))
 	}
 }
 

@@ -42,7 +42,7 @@ const sendWindow = 128
 // other control message the kernel might add) on receive, and for the
 // UDP_SEGMENT uint16 on send.
 var (
-	recvOOBLen = unix.CmsgSpace(4) * 2
+	recvOOBLen = unix.CmsgSpace(4) * 2 // UDP_GRO and SO_RXQ_OVFL
 	sendOOBLen = unix.CmsgSpace(2)
 )
 
@@ -109,6 +109,11 @@ type Conn struct {
 
 	// sends counts sendmmsg system calls.
 	sends atomic.Uint64
+	// overflow is the kernel's count of datagrams this socket dropped
+	// for want of receive buffer space (SO_RXQ_OVFL), as of the last
+	// datagram received; ovfl says the kernel reports it.
+	overflow atomic.Uint32
+	ovfl     bool
 
 	gsoOffOnce sync.Once
 	closeOnce  sync.Once
@@ -191,6 +196,7 @@ func listenConn(o Options, reuse bool) (*Conn, error) {
 		if !o.DisableGRO {
 			c.gro = unix.SetsockoptInt(s, unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
 		}
+		c.ovfl = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1) == nil
 	})
 	if err == nil {
 		err = setupErr
@@ -225,6 +231,11 @@ func setBuffer(fd, forceOpt, opt, size int) (granted int, forced bool) {
 	granted, _ = unix.GetsockoptInt(fd, unix.SOL_SOCKET, opt)
 	return granted, forced
 }
+
+// RcvbufDrops is the number of datagrams the kernel dropped because this
+// socket's receive buffer was full, as the last datagram received
+// reported it (SO_RXQ_OVFL); 0 where the kernel does not report it.
+func (c *Conn) RcvbufDrops() uint64 { return uint64(c.overflow.Load()) }
 
 // Syscalls is the number of recvmmsg and sendmmsg system calls made so
 // far, calls that found nothing to read included.
@@ -290,7 +301,7 @@ func (c *Conn) ReadBatch(pkts []Packet) (int, error) {
 		h.Namelen = unix.SizeofSockaddrInet4
 		h.Iov = &r.iovs[i]
 		h.SetIovlen(1)
-		if c.gro {
+		if c.gro || c.ovfl {
 			h.Control = &r.oob[i*recvOOBLen]
 			h.SetControllen(recvOOBLen)
 		} else {
@@ -314,8 +325,14 @@ func (c *Conn) ReadBatch(pkts []Packet) (int, error) {
 		p.N = int(m.Len)
 		p.Addr = mmsg.AddrPort4(&r.names[i])
 		p.SegSize = 0
-		if c.gro && m.Hdr.Controllen > 0 {
-			p.SegSize = parseGRO(r.oob[i*recvOOBLen : i*recvOOBLen+int(m.Hdr.Controllen)])
+		if m.Hdr.Controllen > 0 {
+			oob := r.oob[i*recvOOBLen : i*recvOOBLen+int(m.Hdr.Controllen)]
+			if c.gro {
+				p.SegSize = parseGRO(oob)
+			}
+			if v, ok := parseOverflow(oob); ok {
+				c.overflow.Store(v)
+			}
 		}
 	}
 	return got, nil

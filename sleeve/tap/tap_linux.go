@@ -287,6 +287,21 @@ func (d *Device) Name() string { return d.name }
 // Index is the interface index.
 func (d *Device) Index() int { return d.index }
 
+// QueueDrops is the number of frames the kernel dropped on their way into
+// the router because the device's queues were full (the interface's
+// tx_dropped: the bridge transmits into the TAP).
+func (d *Device) QueueDrops() (uint64, error) {
+	l, err := netlink.LinkByIndex(d.index)
+	if err != nil {
+		return 0, fmt.Errorf("tap %s: read counters: %w", d.name, err)
+	}
+	st := l.Attrs().Statistics
+	if st == nil {
+		return 0, fmt.Errorf("tap %s: the kernel reported no counters", d.name)
+	}
+	return st.TxDropped, nil
+}
+
 // Syscalls is the number of read and write system calls made on this
 // queue so far, reads that found nothing included.
 func (d *Device) Syscalls() uint64 { return d.syscalls.Load() }
