@@ -45,36 +45,46 @@ func TestQueues(t *testing.T) {
 		}
 	})
 
-	type seen struct{ queue, port int }
-	var mu sync.Mutex
-	var got []seen
+	type seen struct{ queue, dport, sport int }
+	udp := make(chan seen, 4*flows*per)
+	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	all := make(chan struct{})
+	t.Cleanup(func() { close(stop); wg.Wait() })
 	for qi, q := range qs {
 		ch := startReader(t, q)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			timeout := time.After(5 * time.Second)
 			for {
 				select {
 				case f := <-ch:
 					p := gopacket.NewPacket(f.eth, layers.LayerTypeEthernet, gopacket.Default)
-					if u, ok := p.Layer(layers.LayerTypeUDP).(*layers.UDP); ok && u.DstPort == 7777 {
-						mu.Lock()
-						got = append(got, seen{qi, int(u.SrcPort)})
-						if len(got) == flows*per {
-							close(all)
+					if u, ok := p.Layer(layers.LayerTypeUDP).(*layers.UDP); ok {
+						select {
+						case udp <- seen{qi, int(u.DstPort), int(u.SrcPort)}:
+						default: // the test stopped listening
 						}
-						mu.Unlock()
 					}
-				case <-all:
-					return
-				case <-timeout:
+				case <-stop:
 					return
 				}
 			}
 		}()
+	}
+	// The path through the bridge is ready once a datagram makes it.
+	warm := time.Now().Add(5 * time.Second)
+	for ready := false; !ready; {
+		if time.Now().After(warm) {
+			t.Fatal("no datagram from the namespace reached the TAP within 5s")
+		}
+		if _, err := socks[0].WriteToUDP([]byte("warm"), &net.UDPAddr{IP: far.IP, Port: 7000}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case s := <-udp:
+			ready = s.dport == 7000
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	for k := range per {
 		for _, s := range socks {
@@ -83,19 +93,25 @@ func TestQueues(t *testing.T) {
 			}
 		}
 	}
-	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
-	if len(got) != flows*per {
-		t.Fatalf("read %d frames, want %d", len(got), flows*per)
+	var got []seen
+	timeout := time.After(5 * time.Second)
+	for len(got) < flows*per {
+		select {
+		case s := <-udp:
+			if s.dport == 7777 {
+				got = append(got, s)
+			}
+		case <-timeout:
+			t.Fatalf("read %d frames, want %d", len(got), flows*per)
+		}
 	}
 	queueOf := map[int]int{}
 	used := map[int]bool{}
 	for _, s := range got {
-		if q, ok := queueOf[s.port]; ok && q != s.queue {
-			t.Fatalf("flow from port %d read from queues %d and %d", s.port, q, s.queue)
+		if q, ok := queueOf[s.sport]; ok && q != s.queue {
+			t.Fatalf("flow from port %d read from queues %d and %d", s.sport, q, s.queue)
 		}
-		queueOf[s.port] = s.queue
+		queueOf[s.sport] = s.queue
 		used[s.queue] = true
 	}
 	if len(used) != 2 {

@@ -439,8 +439,8 @@ func (d *Device) writeFn(fd uintptr) bool {
 			continue
 		}
 		if w.segmenting {
-			if n := w.seg.next(w.segBuf); n > 0 {
-				w.pending = w.segBuf[:n]
+			if seg := w.seg.next(w.segBuf); seg != nil {
+				w.pending = seg
 				continue
 			}
 			w.segmenting = false
@@ -470,11 +470,11 @@ func (d *Device) prepare(b []byte) ([]byte, error) {
 		if w.segBuf == nil {
 			w.segBuf = make([]byte, MaxFrameSize)
 		}
-		if err := w.seg.reset(frame, &h, len(w.segBuf)); err != nil {
+		if err := w.seg.reset(b, len(w.segBuf)-VnetHdrLen); err != nil {
 			return nil, err
 		}
 		w.segmenting = true
-		return w.segBuf[:w.seg.next(w.segBuf)], nil
+		return w.seg.next(w.segBuf), nil
 	}
 	if h.Flags&FlagNeedsCsum != 0 {
 		if err := completeChecksum(frame, &h); err != nil {
