@@ -100,11 +100,14 @@ type Connection struct {
 	// State is "established" (direct path healthy), "relayed" (direct path
 	// down, traffic goes via Via), "connecting" (no heartbeat exchanged
 	// yet) or "failed" (unreachable; Reason says why).
-	State     string  `json:"state"`
-	Via       string  `json:"via,omitempty"`
-	Reason    string  `json:"reason,omitempty"`
-	Datapath  string  `json:"datapath"`
-	Encrypted bool    `json:"encrypted"`
+	State     string `json:"state"`
+	Via       string `json:"via,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	Datapath  string `json:"datapath"`
+	Encrypted bool   `json:"encrypted"`
+	// Cipher is the sleeve session's cipher while Encrypted ("aes-256-gcm"
+	// or "chacha20-poly1305"), once the handshake has finished.
+	Cipher    string  `json:"cipher,omitempty"`
 	MTU       int     `json:"mtu"` // largest overlay frame payload the path carries
 	RTTMillis float64 `json:"rtt_ms"`
 	// DatapathReason says why a direct pair is on the sleeve rather than

@@ -153,6 +153,7 @@ func (r *Router) Connections(ctx context.Context) ([]api.Connection, error) {
 		c.MTU = l.OverlayMTU
 		c.RTTMillis = float64(l.RTT) / float64(time.Millisecond)
 		c.Encrypted = r.sleeve.Encrypted(m.Name)
+		c.Cipher = r.sleeve.Cipher(m.Name)
 		c.Datapath, c.DatapathReason = r.kdp.datapathOf(m.Name)
 		switch l.State {
 		case sleeve.LinkUp:

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"weavemesh.dev/weave/peer"
+	"weavemesh.dev/weave/sleeve/secure"
 )
 
 // Defaults for Config fields left zero.
@@ -86,6 +87,11 @@ type Config struct {
 	// runs, each on its own TAP queue and socket (default
 	// DefaultSleevePipelines).
 	SleevePipelines int
+	// SleeveCipher is the session cipher this peer asks for when it
+	// starts a handshake: "auto" (or ""; AES-256-GCM where the CPU has
+	// AES instructions, else ChaCha20-Poly1305), "aes-256-gcm" or
+	// "chacha20-poly1305" (sleeve/secure ParseCipher).
+	SleeveCipher string
 }
 
 // MaxSleevePipelines caps Config.SleevePipelines.
@@ -120,6 +126,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.SleevePipelines < 1 || c.SleevePipelines > MaxSleevePipelines {
 		return c, fmt.Errorf("--sleeve-pipelines %d: must be 1-%d", c.SleevePipelines, MaxSleevePipelines)
+	}
+	if _, err := secure.ParseCipher(c.SleeveCipher); err != nil {
+		return c, fmt.Errorf("--sleeve-cipher: %w", err)
 	}
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = DefaultHTTPAddr

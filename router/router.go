@@ -414,11 +414,15 @@ func (r *Router) encryption() (meshKeys, *secure.Manager, error) {
 	if err != nil {
 		return meshKeys{}, nil, err
 	}
-	sec, err := secure.NewManager(secure.Config{Self: r.name, PSK: k.PSK, Trusted: r.cfg.TrustedSubnets})
+	c, err := secure.ParseCipher(r.cfg.SleeveCipher)
+	if err != nil {
+		return meshKeys{}, nil, fmt.Errorf("--sleeve-cipher: %w", err)
+	}
+	sec, err := secure.NewManager(secure.Config{Self: r.name, PSK: k.PSK, Trusted: r.cfg.TrustedSubnets, Cipher: c})
 	if err != nil {
 		return meshKeys{}, nil, err
 	}
-	r.log.Info("encryption enabled", "trusted_subnets", r.cfg.TrustedSubnets)
+	r.log.Info("encryption enabled", "trusted_subnets", r.cfg.TrustedSubnets, "cipher", c.String())
 	return meshKeys{gossip: k.Gossip[:]}, sec, nil
 }
 

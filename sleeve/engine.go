@@ -268,6 +268,19 @@ func (e *Engine) payloadMTU(p *peerState) int {
 	return int(p.pmtu.Load()) - e.overhead(p)
 }
 
+// Cipher names the cipher traffic to p is sealed with, or "" when it is
+// not sealed.
+func (e *Engine) Cipher(p peer.Name) string {
+	if e.o.Secure == nil {
+		return ""
+	}
+	s := e.o.Secure.Current(p)
+	if s == nil || s.Plain() {
+		return ""
+	}
+	return s.Cipher().String()
+}
+
 // Encrypted reports whether traffic to p is sealed.
 func (e *Engine) Encrypted(p peer.Name) bool {
 	return e.o.Secure != nil && !e.o.Secure.Plain(p)

@@ -11,24 +11,27 @@ import (
 func TestSleeveFlags(t *testing.T) {
 	for _, tc := range []struct {
 		pipelines int
+		cipher    string
 		args      []string
 		err       bool
 	}{
-		{0, nil, false},
-		{1, []string{"--sleeve-pipelines=1"}, false},
-		{4, []string{"--sleeve-pipelines=4"}, false},
-		{-1, nil, true},
-		{router.MaxSleevePipelines + 1, nil, true},
+		{0, "auto", nil, false},
+		{1, "auto", []string{"--sleeve-pipelines=1"}, false},
+		{4, "chacha20-poly1305", []string{"--sleeve-pipelines=4", "--sleeve-cipher=chacha20-poly1305"}, false},
+		{0, "aes-256-gcm", []string{"--sleeve-cipher=aes-256-gcm"}, false},
+		{0, "rc4", nil, true},
+		{-1, "auto", nil, true},
+		{router.MaxSleevePipelines + 1, "auto", nil, true},
 	} {
 		var cfg router.Config
-		f := sleeveFlags{pipelines: tc.pipelines}
+		f := sleeveFlags{pipelines: tc.pipelines, cipher: tc.cipher}
 		err := f.apply(&cfg)
 		if (err != nil) != tc.err {
-			t.Errorf("--sleeve-pipelines %d: error %v, want error %v", tc.pipelines, err, tc.err)
+			t.Errorf("--sleeve-pipelines %d --sleeve-cipher %s: error %v, want error %v", tc.pipelines, tc.cipher, err, tc.err)
 			continue
 		}
 		if got := sleeveArgs(cfg); !tc.err && !slices.Equal(got, tc.args) {
-			t.Errorf("--sleeve-pipelines %d: child args %q, want %q", tc.pipelines, got, tc.args)
+			t.Errorf("--sleeve-pipelines %d --sleeve-cipher %s: child args %q, want %q", tc.pipelines, tc.cipher, got, tc.args)
 		}
 	}
 }

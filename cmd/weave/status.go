@@ -270,7 +270,10 @@ func formatConnections(w io.Writer, conns []api.Connection) {
 	fmt.Fprintln(tw, "PEER\tNICKNAME\tADDRESS\tSTATE\tDATAPATH\tMTU\tRTT\tINFO")
 	for _, c := range conns {
 		dp := dash(c.Datapath)
-		if c.Encrypted {
+		switch {
+		case c.Encrypted && c.Cipher != "":
+			dp += " (encrypted, " + c.Cipher + ")"
+		case c.Encrypted:
 			dp += " (encrypted)"
 		}
 		mtu, rtt := "-", "-"
