@@ -16,6 +16,16 @@ func sleeveQueues(taps []*tap.Device, udps []*conn.Conn) []sleeve.Queue {
 	return qs
 }
 
+// pairQueues keeps the first n TAP queues and closes the others, which
+// detaches them: the kernel then hands no frame to a queue that no
+// pipeline reads.
+func pairQueues(taps []*tap.Device, n int) []*tap.Device {
+	for _, q := range taps[min(n, len(taps)):] {
+		q.Close()
+	}
+	return taps[:min(n, len(taps))]
+}
+
 func closeConns(cs []*conn.Conn) {
 	for _, c := range cs {
 		c.Close()

@@ -144,6 +144,7 @@ func Run(ctx context.Context, cfg Config) error {
 		dev.Close()
 		return fmt.Errorf("listen for sleeve traffic on udp port %d (is another router running? change it with --data-port): %w", cfg.DataPort, err)
 	}
+	taps = pairQueues(taps, len(udps))
 
 	r.macs = macs.New(0, nil)
 	r.routes = routes.NewTable(r.name)

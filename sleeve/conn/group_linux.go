@@ -27,7 +27,11 @@ const MaxGroup = 16
 // the two groups have at least two sockets. Whoever keeps one flow on one
 // sending socket keeps it on one receiving socket, in order.
 //
-// With n == 1 it is Listen. On error nothing stays open.
+// With n == 1 it is Listen. Where the kernel refuses the steering program
+// (it logs why), the kernel's own choice by a hash of the addresses and
+// ports applies: it too keeps each sending socket's datagrams on one
+// receiving socket, but two senders may share one. On error nothing stays
+// open.
 func ListenGroup(o Options, n int) ([]*Conn, error) {
 	if n < 1 || n > MaxGroup {
 		return nil, fmt.Errorf("conn: group of %d sockets; want 1-%d", n, MaxGroup)
@@ -58,7 +62,8 @@ func ListenGroup(o Options, n int) ([]*Conn, error) {
 		out = append(out, c)
 	}
 	if err := steer(out[0], n); err != nil {
-		return fail(err)
+		out[0].log.Warn("kernel refused to steer the UDP socket group by source port; it picks sockets by address hash",
+			"sockets", n, "err", err)
 	}
 	base := int(out[0].local.Port())
 	for i := 1; i < n; i++ {

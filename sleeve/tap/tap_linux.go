@@ -126,6 +126,12 @@ func Open(o Options) (*Device, error) {
 
 	if o.Offload {
 		f, flags, err := openOffload(o.Name, multi)
+		if err != nil && multi {
+			// A kernel without multi-queue TAPs: one queue.
+			d.log.Warn("TAP queues refused by the kernel; one queue", "queues", o.Queues, "err", err)
+			multi = false
+			f, flags, err = openOffload(o.Name, false)
+		}
 		if err == nil {
 			d.file, d.offload = f, true
 			d.log.Info("TAP offloads enabled", "flags", offloadFlagNames(flags))
