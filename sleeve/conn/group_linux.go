@@ -43,6 +43,15 @@ func ListenGroup(o Options, n int) ([]*Conn, error) {
 		}
 		return []*Conn{c}, nil
 	}
+	if o.Addr.Port() != 0 {
+		// SO_REUSEPORT would let a second group (another router) share
+		// the port unnoticed; a plain bind first fails if anyone holds it.
+		probe, err := listenUDP(o.Addr, false)
+		if err != nil {
+			return nil, err
+		}
+		probe.Close()
+	}
 	var out []*Conn
 	fail := func(err error) ([]*Conn, error) {
 		for _, c := range out {

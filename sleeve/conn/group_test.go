@@ -56,6 +56,30 @@ func TestGroupSteering(t *testing.T) {
 	}
 }
 
+// A port in use, by a plain socket or by another group, is refused: two
+// routers never share a data port.
+func TestGroupPortInUse(t *testing.T) {
+	enterNewNS(t)
+	plain := listen(t, Options{})
+	if cs, err := ListenGroup(Options{Addr: plain.LocalAddr()}, 2); err == nil {
+		closeAll(cs)
+		t.Fatal("a group took a port a plain socket holds")
+	}
+	g := group(t, 2)
+	for _, n := range []int{1, 2} {
+		if cs, err := ListenGroup(Options{Addr: g[0].LocalAddr()}, n); err == nil {
+			closeAll(cs)
+			t.Fatalf("a group of %d took a port another group holds", n)
+		}
+	}
+}
+
+func closeAll(cs []*Conn) {
+	for _, c := range cs {
+		c.Close()
+	}
+}
+
 func group(t *testing.T, n int) []*Conn {
 	t.Helper()
 	cs, err := ListenGroup(Options{Addr: loopback, Logger: testLogger(t)}, n)
