@@ -67,8 +67,8 @@ func (r *Router) Status(ctx context.Context) (api.Status, error) {
 			st.Datapaths[c.Datapath]++
 		}
 	}
-	st.Drops = r.sleeve.Drops()
 	ss := r.sleeve.Stats()
+	st.Drops = ss.Drops
 	st.Sleeve = &api.SleeveStatus{Pipelines: r.sleeve.Pipelines(), TxDatagrams: ss.TxDatagrams, RxDatagrams: ss.RxDatagrams, Syscalls: ss.Syscalls}
 	st.DatapathFailures = r.dp.counts()
 	return st, nil
