@@ -31,6 +31,21 @@ type Status struct {
 	DatapathFailures map[string]uint64 `json:"datapath_failures,omitempty"`
 	// Fastdp is the kernel datapath on this host (docs/fastdp.md).
 	Fastdp *FastdpStatus `json:"fastdp,omitempty"`
+	// Sleeve is the user-space datapath on this host.
+	Sleeve *SleeveStatus `json:"sleeve,omitempty"`
+}
+
+// SleeveStatus is the state of the sleeve's engine on one host.
+type SleeveStatus struct {
+	// Pipelines is the number of send (and of receive) pipelines, each
+	// on its own TAP queue and UDP socket.
+	Pipelines int `json:"pipelines"`
+	// Datagrams sent and received on the underlay, and the system calls
+	// the TAP queues and sockets made for them (reads that found
+	// nothing included).
+	TxDatagrams uint64 `json:"tx_datagrams"`
+	RxDatagrams uint64 `json:"rx_datagrams"`
+	Syscalls    uint64 `json:"syscalls"`
 }
 
 // FastdpStatus is the state of the kernel VXLAN datapath on one host.
@@ -85,11 +100,14 @@ type Connection struct {
 	// State is "established" (direct path healthy), "relayed" (direct path
 	// down, traffic goes via Via), "connecting" (no heartbeat exchanged
 	// yet) or "failed" (unreachable; Reason says why).
-	State     string  `json:"state"`
-	Via       string  `json:"via,omitempty"`
-	Reason    string  `json:"reason,omitempty"`
-	Datapath  string  `json:"datapath"`
-	Encrypted bool    `json:"encrypted"`
+	State     string `json:"state"`
+	Via       string `json:"via,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	Datapath  string `json:"datapath"`
+	Encrypted bool   `json:"encrypted"`
+	// Cipher is the sleeve session's cipher while Encrypted ("aes-256-gcm"
+	// or "chacha20-poly1305"), once the handshake has finished.
+	Cipher    string  `json:"cipher,omitempty"`
 	MTU       int     `json:"mtu"` // largest overlay frame payload the path carries
 	RTTMillis float64 `json:"rtt_ms"`
 	// DatapathReason says why a direct pair is on the sleeve rather than

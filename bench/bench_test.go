@@ -107,3 +107,35 @@ func TestLossScenariosExist(t *testing.T) {
 		t.Errorf("--only %s refused", lossKey)
 	}
 }
+
+func TestAddedRTT(t *testing.T) {
+	rs := []Result{
+		{Scenario: underlayKey, RTTms: 0.050, RTTLoadms: 0.200},
+		{Scenario: "sleeve", RTTms: 0.120, RTTLoadms: 0.500},
+	}
+	addRatios(rs)
+	if rs[0].AddedIdleUs != nil {
+		t.Errorf("underlay row has an added RTT")
+	}
+	near := func(p *float64, w float64) bool { return p != nil && *p > w-0.001 && *p < w+0.001 }
+	if !near(rs[1].AddedIdleUs, 70) || !near(rs[1].AddedLoadUs, 300) {
+		t.Errorf("added %v / %v µs, want 70 / 300", *rs[1].AddedIdleUs, *rs[1].AddedLoadUs)
+	}
+}
+
+func TestStatusField(t *testing.T) {
+	s := "Name:\tweave\nvoluntary_ctxt_switches:\t1234\nnonvoluntary_ctxt_switches:\t5\n"
+	for _, tc := range []struct {
+		name string
+		want uint64
+		ok   bool
+	}{
+		{"voluntary_ctxt_switches:", 1234, true},
+		{"nonvoluntary_ctxt_switches:", 5, true},
+		{"missing:", 0, false},
+	} {
+		if v, ok := statusField(s, tc.name); v != tc.want || ok != tc.ok {
+			t.Errorf("%s: %d %v, want %d %v", tc.name, v, ok, tc.want, tc.ok)
+		}
+	}
+}

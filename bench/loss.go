@@ -6,12 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
-
-	"weavemesh.dev/weave/test/harness"
 )
 
 // The lossy rows: single-stream TCP over kernel VXLAN and the sleeve with
@@ -76,40 +72,12 @@ func runLossBench(ctx context.Context, cfg config, log *slog.Logger) []LossResul
 func runLoss(ctx context.Context, cfg config, log *slog.Logger, s Scenario) (r LossResult) {
 	r = LossResult{Scenario: s.Key, Title: s.Title, LossPct: lossPercent}
 	fail := func(err error) LossResult {
-		r.Error = strings.Join(strings.Fields(err.Error()), " ")
-		if len(r.Error) > 600 {
-			r.Error = r.Error[:600] + " ..."
-		}
+		r.Error = errText(err)
 		return r
 	}
-	cl, err := harness.New(ctx, harness.Options{Hosts: 2, Logger: log, ReadyTimeout: 30 * time.Second})
+	cl, ep, err := startScenario(ctx, log, s)
+	defer closeCluster(cl, log)
 	if err != nil {
-		return fail(err)
-	}
-	defer func() {
-		if err := cl.Close(); err != nil {
-			log.Warn("cleanup", "err", err)
-		}
-	}()
-	sctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	ep, err := s.Setup(sctx, cl)
-	cancel()
-	if err != nil {
-		return fail(fmt.Errorf("setup: %w", err))
-	}
-	srv, err := ep.Server.Start(filepath.Join(cl.Dir, "iperf3-server.log"), "iperf3", "-s", "-p", "5201", "--forceflush")
-	if err != nil {
-		return fail(err)
-	}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := srv.WaitLog(wctx, "Server listening"); err != nil {
-		return fail(err)
-	}
-	if err := harness.Poll(wctx, "client reaches server", func(ctx context.Context) error {
-		_, err := ep.Client.Ping(ctx, ep.ServerIP, "-W", "1")
-		return err
-	}); err != nil {
 		return fail(err)
 	}
 	for _, pct := range []int{0, lossPercent} {

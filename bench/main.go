@@ -33,14 +33,24 @@ import (
 // Result is one scenario's measurements. Pointers are absent values: no
 // router in the scenario, or no reference to compare with.
 type Result struct {
-	Scenario      string   `json:"scenario"`
-	Title         string   `json:"title"`
-	Gbps1         float64  `json:"gbps_1_stream"`
-	Gbps4         float64  `json:"gbps_4_streams"`
-	Ratio1        *float64 `json:"ratio_1_stream,omitempty"`
-	Ratio4        *float64 `json:"ratio_4_streams,omitempty"`
-	Retransmits   int      `json:"tcp_retransmits"`
-	RTTms         float64  `json:"rtt_avg_ms"`
+	Scenario    string   `json:"scenario"`
+	Title       string   `json:"title"`
+	Gbps1       float64  `json:"gbps_1_stream"`
+	Gbps4       float64  `json:"gbps_4_streams"`
+	Ratio1      *float64 `json:"ratio_1_stream,omitempty"`
+	Ratio4      *float64 `json:"ratio_4_streams,omitempty"`
+	Retransmits int      `json:"tcp_retransmits"`
+	RTTms       float64  `json:"rtt_avg_ms"`
+	RTTLoadms   float64  `json:"rtt_under_load_avg_ms"` // during the single-stream run
+	// RTT added over the bare underlay row of the same run, idle and
+	// under load (each against the underlay's under the same load).
+	AddedIdleUs *float64 `json:"rtt_added_idle_us,omitempty"`
+	AddedLoadUs *float64 `json:"rtt_added_under_load_us,omitempty"`
+	// Per GB received: the routers' voluntary context switches (each a
+	// sleep and a wakeup), and the sleeve's system calls on its TAP
+	// queues and sockets (both routers).
+	WakeupsGB     *float64 `json:"router_wakeups_per_gb,omitempty"`
+	SyscallsGB    *float64 `json:"sleeve_syscalls_per_gb,omitempty"`
 	RouterCPUGB   *float64 `json:"router_cpu_s_per_gb,omitempty"`
 	MachineCPUGB  float64  `json:"machine_cpu_s_per_gb"`
 	RouterRSSMB   *float64 `json:"router_peak_rss_mb,omitempty"`
@@ -189,45 +199,66 @@ func run(cfg config) error {
 	return nil
 }
 
-// runScenario builds a fresh cluster, measures, and tears it down.
-func runScenario(ctx context.Context, cfg config, log *slog.Logger, s Scenario) (r Result) {
-	r = Result{Scenario: s.Key, Title: s.Title}
-	fail := func(err error) Result {
-		r.Error = strings.Join(strings.Fields(err.Error()), " ")
-		if len(r.Error) > 600 {
-			r.Error = r.Error[:600] + " ..."
-		}
-		return r
+// errText is err on one line, cut to a length a table note can hold.
+func errText(err error) string {
+	s := strings.Join(strings.Fields(err.Error()), " ")
+	if len(s) > 600 {
+		s = s[:600] + " ..."
 	}
+	return s
+}
+
+// startScenario builds a fresh two-host cluster, sets s up on it and
+// starts the iperf3 server, returning once the client reaches it. The
+// caller closes the cluster, also on error.
+func startScenario(ctx context.Context, log *slog.Logger, s Scenario) (*harness.Cluster, *Endpoints, error) {
 	cl, err := harness.New(ctx, harness.Options{Hosts: 2, Logger: log, ReadyTimeout: 30 * time.Second})
 	if err != nil {
-		return fail(err)
+		return nil, nil, err
 	}
-	defer func() {
-		if err := cl.Close(); err != nil {
-			log.Warn("cleanup", "err", err)
-		}
-	}()
 	sctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	ep, err := s.Setup(sctx, cl)
 	cancel()
 	if err != nil {
-		return fail(fmt.Errorf("setup: %w", err))
+		return cl, nil, fmt.Errorf("setup: %w", err)
 	}
-
 	srv, err := ep.Server.Start(filepath.Join(cl.Dir, "iperf3-server.log"), "iperf3", "-s", "-p", "5201", "--forceflush")
 	if err != nil {
-		return fail(err)
+		return cl, nil, err
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := srv.WaitLog(wctx, "Server listening"); err != nil {
-		return fail(err)
+		return cl, nil, err
 	}
 	if err := harness.Poll(wctx, "client reaches server", func(ctx context.Context) error {
 		_, err := ep.Client.Ping(ctx, ep.ServerIP, "-W", "1")
 		return err
 	}); err != nil {
+		return cl, nil, err
+	}
+	return cl, ep, nil
+}
+
+func closeCluster(cl *harness.Cluster, log *slog.Logger) {
+	if cl == nil {
+		return
+	}
+	if err := cl.Close(); err != nil {
+		log.Warn("cleanup", "err", err)
+	}
+}
+
+// runScenario builds a fresh cluster, measures, and tears it down.
+func runScenario(ctx context.Context, cfg config, log *slog.Logger, s Scenario) (r Result) {
+	r = Result{Scenario: s.Key, Title: s.Title}
+	fail := func(err error) Result {
+		r.Error = errText(err)
+		return r
+	}
+	cl, ep, err := startScenario(ctx, log, s)
+	defer closeCluster(cl, log)
+	if err != nil {
 		return fail(err)
 	}
 
@@ -242,6 +273,10 @@ func runScenario(ctx context.Context, cfg config, log *slog.Logger, s Scenario) 
 	r.RTTms = float64(pr.Avg) / float64(time.Millisecond)
 
 	var bytes, routerCPU, machineCPU float64
+	w0, err := routerWork(ctx, ep)
+	if err != nil {
+		return fail(err)
+	}
 	for _, streams := range []int{1, 4} {
 		rc0, err := routersCPU(ep.Routers)
 		if err != nil {
@@ -251,16 +286,20 @@ func runScenario(ctx context.Context, cfg config, log *slog.Logger, s Scenario) 
 		if err != nil {
 			return fail(err)
 		}
-		ictx, cancel := context.WithTimeout(ctx, cfg.duration+60*time.Second)
-		out, err := ep.Client.Output(ictx, "iperf3", "-c", ep.ServerIP, "-p", "5201", "-J",
-			"-t", fmt.Sprintf("%.0f", max(1, cfg.duration.Seconds())), "-P", fmt.Sprint(streams))
-		cancel()
-		ir, perr := parseIperf(out)
-		if perr != nil {
-			if err != nil {
-				return fail(fmt.Errorf("iperf3 -P %d: %w", streams, err))
+		var loaded <-chan pingResult
+		if streams == 1 {
+			loaded = pingUnderLoad(ctx, cfg, ep)
+		}
+		ir, err := iperf(ctx, cfg, ep, streams)
+		if err != nil {
+			return fail(err)
+		}
+		if loaded != nil {
+			pr := <-loaded
+			if pr.err != nil {
+				return fail(fmt.Errorf("ping under load: %w", pr.err))
 			}
-			return fail(perr)
+			r.RTTLoadms = pr.ms
 		}
 		rc1, err := routersCPU(ep.Routers)
 		if err != nil {
@@ -282,11 +321,21 @@ func runScenario(ctx context.Context, cfg config, log *slog.Logger, s Scenario) 
 		machineCPU += mc1 - mc0
 	}
 	r.GB = bytes / 1e9
+	w1, err := routerWork(ctx, ep)
+	if err != nil {
+		return fail(err)
+	}
 	if r.GB > 0 {
 		r.MachineCPUGB = machineCPU / r.GB
 		if len(ep.Routers) > 0 {
 			v := routerCPU / r.GB
 			r.RouterCPUGB = &v
+			wk := float64(w1.wakeups-w0.wakeups) / r.GB
+			r.WakeupsGB = &wk
+		}
+		if len(ep.Hosts) > 0 {
+			sc := float64(w1.syscalls-w0.syscalls) / r.GB
+			r.SyscallsGB = &sc
 		}
 	}
 	if len(ep.Routers) > 0 {
@@ -309,12 +358,26 @@ func runScenario(ctx context.Context, cfg config, log *slog.Logger, s Scenario) 
 	return r
 }
 
-// addRatios sets each row's throughput relative to the reference row.
+// addRatios sets each row's throughput relative to the reference row, and
+// its RTT added over the underlay row's.
 func addRatios(rs []Result) {
-	var ref *Result
+	var ref, under *Result
 	for i := range rs {
 		if rs[i].Scenario == referenceKey && rs[i].Error == "" {
 			ref = &rs[i]
+		}
+		if rs[i].Scenario == underlayKey && rs[i].Error == "" {
+			under = &rs[i]
+		}
+	}
+	if under != nil {
+		for i := range rs {
+			if rs[i].Error != "" || &rs[i] == under {
+				continue
+			}
+			idle := (rs[i].RTTms - under.RTTms) * 1000
+			load := (rs[i].RTTLoadms - under.RTTLoadms) * 1000
+			rs[i].AddedIdleUs, rs[i].AddedLoadUs = &idle, &load
 		}
 	}
 	if ref == nil {
@@ -344,15 +407,17 @@ func opt(p *float64, format string) string {
 
 func printTable(w io.Writer, rs []Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tGbit/s 1\tGbit/s 4\tvs "+referenceKey+" 1\tvs "+referenceKey+" 4\tRTT ms\trouter CPU-s/GB\tmachine CPU-s/GB\trouter RSS MB\tUDP RcvbufErrors\tretrans\t")
+	fmt.Fprintln(tw, "scenario\tGbit/s 1\tGbit/s 4\tvs "+referenceKey+" 1\tvs "+referenceKey+" 4\tRTT ms\tloaded\tadded µs\tloaded\trouter CPU-s/GB\tmachine CPU-s/GB\tsyscalls/GB\twakeups/GB\trouter RSS MB\tUDP RcvbufErrors\tretrans\t")
 	for _, r := range rs {
 		if r.Error != "" {
-			fmt.Fprintf(tw, "%s\t(failed)\t\t\t\t\t\t\t\t\t\t\n", r.Title)
+			fmt.Fprintf(tw, "%s\t(failed)\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\n", r.Title)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%s\t%s\t%.3f\t%s\t%.2f\t%s\t%d\t%d\t\n",
-			r.Title, r.Gbps1, r.Gbps4, opt(r.Ratio1, "%.2f"), opt(r.Ratio4, "%.2f"), r.RTTms,
-			opt(r.RouterCPUGB, "%.2f"), r.MachineCPUGB, opt(r.RouterRSSMB, "%.1f"), r.UDPRcvbufErrs, r.Retransmits)
+		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%s\t%s\t%.3f\t%.3f\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%d\t%d\t\n",
+			r.Title, r.Gbps1, r.Gbps4, opt(r.Ratio1, "%.2f"), opt(r.Ratio4, "%.2f"), r.RTTms, r.RTTLoadms,
+			opt(r.AddedIdleUs, "%.0f"), opt(r.AddedLoadUs, "%.0f"),
+			opt(r.RouterCPUGB, "%.2f"), r.MachineCPUGB, opt(r.SyscallsGB, "%.0f"), opt(r.WakeupsGB, "%.0f"),
+			opt(r.RouterRSSMB, "%.1f"), r.UDPRcvbufErrs, r.Retransmits)
 	}
 	tw.Flush()
 	for _, r := range rs {
@@ -361,5 +426,7 @@ func printTable(w io.Writer, rs []Result) {
 		}
 	}
 	fmt.Fprintln(w, "\nCPU-s/GB: CPU seconds per gigabyte received (router: both routers' utime+stime; machine: all cores busy time).")
+	fmt.Fprintln(w, "RTT: ping idle, and loaded during the 1-stream run; added: over the bare underlay's, idle and under the same load.")
+	fmt.Fprintln(w, "syscalls/GB: the sleeve's TAP and socket system calls (both routers); wakeups/GB: the routers' voluntary context switches.")
 	fmt.Fprintln(w, "Numbers from a shared machine are noisy; compare rows of one run.")
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"weavemesh.dev/weave/test/harness"
 )
@@ -160,4 +161,87 @@ func parseIperf(out string) (iperfResult, error) {
 		return r, fmt.Errorf("iperf3: %s", r.Error)
 	}
 	return r, nil
+}
+
+// pingResult is the average RTT of a ping run, or why it failed.
+type pingResult struct {
+	ms  float64
+	err error
+}
+
+// pingUnderLoad pings the server while an iperf3 run of cfg.duration
+// goes on: it starts one second in, past TCP's slow start, and stops a
+// second before the end.
+func pingUnderLoad(ctx context.Context, cfg config, ep *Endpoints) <-chan pingResult {
+	ch := make(chan pingResult, 1)
+	n := max(5, int((cfg.duration-2*time.Second)/(50*time.Millisecond)))
+	go func() {
+		select {
+		case <-ctx.Done():
+			ch <- pingResult{err: ctx.Err()}
+			return
+		case <-time.After(time.Second):
+		}
+		pr, err := ep.Client.Ping(ctx, ep.ServerIP, "-c", fmt.Sprint(n), "-i", "0.05", "-W", "2")
+		ch <- pingResult{ms: float64(pr.Avg) / float64(time.Millisecond), err: err}
+	}()
+	return ch
+}
+
+// work is what the routers did so far: their voluntary context switches
+// and the sleeve's system calls.
+type work struct{ wakeups, syscalls uint64 }
+
+// routerWork sums work over the scenario's routers.
+func routerWork(ctx context.Context, ep *Endpoints) (work, error) {
+	var w work
+	for _, pid := range ep.Routers {
+		n, err := voluntarySwitches(pid)
+		if err != nil {
+			return w, err
+		}
+		w.wakeups += n
+	}
+	for _, h := range ep.Hosts {
+		st, err := h.StatusCtx(ctx)
+		if err != nil {
+			return w, err
+		}
+		if st.Sleeve != nil {
+			w.syscalls += st.Sleeve.Syscalls
+		}
+	}
+	return w, nil
+}
+
+// voluntarySwitches sums voluntary_ctxt_switches over a process's threads.
+func voluntarySwitches(pid int) (uint64, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0, err
+	}
+	var sum uint64
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		if err != nil {
+			continue // the thread exited
+		}
+		v, ok := statusField(string(b), "voluntary_ctxt_switches:")
+		if !ok {
+			return 0, fmt.Errorf("/proc/%d/task/%s/status: no voluntary_ctxt_switches", pid, t.Name())
+		}
+		sum += v
+	}
+	return sum, nil
+}
+
+// statusField returns the number after name in /proc status text.
+func statusField(s, name string) (uint64, bool) {
+	for _, l := range strings.Split(s, "\n") {
+		if v, ok := strings.CutPrefix(l, name); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
 }

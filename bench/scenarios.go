@@ -22,8 +22,9 @@ type Scenario struct {
 type Endpoints struct {
 	Client, Server *harness.NS
 	ServerIP       string
-	Routers        []int       // pids whose CPU time and peak RSS count as "router"
-	RecvHost       *harness.NS // where UDP receive errors are read (the server's host)
+	Routers        []int           // pids whose CPU time and peak RSS count as "router"
+	Hosts          []*harness.Host // hosts whose routers' sleeve counters are read
+	RecvHost       *harness.NS     // where UDP receive errors are read (the server's host)
 }
 
 // ContainerMTU is the overlay MTU weave gives containers; the hand-made
@@ -33,19 +34,30 @@ const ContainerMTU = 1376
 // scenarios is the table, in order. The "vxlan" row is the reference the
 // ratios are taken against.
 var scenarios = []Scenario{
-	{Key: "underlay", Title: "bare underlay", Setup: setupUnderlay},
+	{Key: underlayKey, Title: "bare underlay", Setup: setupUnderlay},
 	{Key: "vxlan", Title: "kernel VXLAN", Setup: setupVXLAN},
 	// weave with its default flags uses the kernel's VXLAN between two
 	// hosts that reach each other (fastdp); the target is 0.95x the
 	// hand-made VXLAN row.
 	{Key: "fastdp", Title: "weave fastdp", Setup: weaveSetup("fastdp")},
 	{Key: "sleeve", Title: "weave sleeve", Setup: weaveSetup("sleeve")},
+	// One pipeline each way, as before the TAP had queues: what the
+	// pipelines per CPU gain.
+	{Key: "sleeve-1p", Title: "weave sleeve, 1 pipeline", Setup: weaveSetup("sleeve", "--sleeve-pipelines=1")},
 	// The password is a benchmark fixture, not a secret.
 	{Key: "sleeve-enc", Title: "weave sleeve, encrypted", Setup: weaveSetup("sleeve", "--password=bench-mesh-password")},
+	// The other cipher, forced: --sleeve-cipher auto picks AES-256-GCM on
+	// CPUs with AES instructions.
+	{Key: "sleeve-chacha", Title: "weave sleeve, encrypted, ChaCha20-Poly1305", Setup: weaveSetup("sleeve",
+		"--password=bench-mesh-password", "--sleeve-cipher=chacha20-poly1305")},
 }
 
-// referenceKey names the scenario the throughput ratios are relative to.
-const referenceKey = "vxlan"
+// referenceKey names the scenario the throughput ratios are relative to;
+// underlayKey the one RTTs are compared with.
+const (
+	referenceKey = "vxlan"
+	underlayKey  = "underlay"
+)
 
 // setupUnderlay measures the host namespaces themselves over the underlay.
 func setupUnderlay(_ context.Context, cl *harness.Cluster) (*Endpoints, error) {
@@ -137,6 +149,6 @@ func weaveSetup(datapath string, routerArgs ...string) func(context.Context, *ha
 		if pids[0] == 0 || pids[1] == 0 {
 			return nil, errors.New("router pid unknown")
 		}
-		return &Endpoints{Client: c1.NS, Server: c2.NS, ServerIP: c2.IP(), Routers: pids, RecvHost: h2.NS}, nil
+		return &Endpoints{Client: c1.NS, Server: c2.NS, ServerIP: c2.IP(), Routers: pids, Hosts: []*harness.Host{h1, h2}, RecvHost: h2.NS}, nil
 	}
 }

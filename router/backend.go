@@ -66,7 +66,9 @@ func (r *Router) Status(ctx context.Context) (api.Status, error) {
 			st.Datapaths[c.Datapath]++
 		}
 	}
-	st.Drops = r.sleeve.Drops()
+	ss := r.sleeve.Stats()
+	st.Drops = ss.Drops
+	st.Sleeve = &api.SleeveStatus{Pipelines: r.sleeve.Pipelines(), TxDatagrams: ss.TxDatagrams, RxDatagrams: ss.RxDatagrams, Syscalls: ss.Syscalls}
 	st.DatapathFailures = r.dp.counts()
 	return st, nil
 }
@@ -147,6 +149,7 @@ func (r *Router) Connections(ctx context.Context) ([]api.Connection, error) {
 		c.TxFrames, c.RxFrames, c.TxBytes, c.RxBytes = l.TxFrames, l.RxFrames, l.TxBytes, l.RxBytes
 		c.RTTMillis = float64(l.RTT) / float64(time.Millisecond)
 		c.Encrypted = r.sleeve.Encrypted(m.Name)
+		c.Cipher = r.sleeve.Cipher(m.Name)
 		c.Datapath, c.DatapathReason = r.kdp.datapathOf(m.Name)
 		switch l.State {
 		case sleeve.LinkUp:

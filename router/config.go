@@ -6,11 +6,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"time"
 
 	"weavemesh.dev/weave/api"
 	"weavemesh.dev/weave/peer"
+	"weavemesh.dev/weave/sleeve/secure"
 )
 
 // Defaults for Config fields left zero.
@@ -81,7 +83,24 @@ type Config struct {
 	Datapath           string
 	FastdpPort         int
 	FastdpNoTxChecksum bool
+
+	// SleevePipelines is how many send and receive pipelines the sleeve
+	// runs, each on its own TAP queue and socket (default
+	// DefaultSleevePipelines).
+	SleevePipelines int
+	// SleeveCipher is the session cipher this peer asks for when it
+	// starts a handshake: "auto" (or ""; AES-256-GCM where the CPU has
+	// AES instructions, else ChaCha20-Poly1305), "aes-256-gcm" or
+	// "chacha20-poly1305" (sleeve/secure ParseCipher).
+	SleeveCipher string
 }
+
+// MaxSleevePipelines caps Config.SleevePipelines.
+const MaxSleevePipelines = 16
+
+// DefaultSleevePipelines is one pipeline per CPU, at most 4: more than
+// the flows a host usually carries at full rate gains nothing.
+func DefaultSleevePipelines() int { return min(runtime.NumCPU(), 4) }
 
 // withDefaults validates c and fills in defaults, naming any bad field.
 func (c Config) withDefaults() (Config, error) {
@@ -102,6 +121,15 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir
+	}
+	if c.SleevePipelines == 0 {
+		c.SleevePipelines = DefaultSleevePipelines()
+	}
+	if c.SleevePipelines < 1 || c.SleevePipelines > MaxSleevePipelines {
+		return c, fmt.Errorf("--sleeve-pipelines %d: must be 1-%d", c.SleevePipelines, MaxSleevePipelines)
+	}
+	if _, err := secure.ParseCipher(c.SleeveCipher); err != nil {
+		return c, fmt.Errorf("--sleeve-cipher: %w", err)
 	}
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = DefaultHTTPAddr

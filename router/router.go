@@ -130,7 +130,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("set up bridge %s: %w", BridgeName, err)
 	}
 	cleanup = append(cleanup, func() { r.bridge.Close() })
-	dev, err := tap.Open(tap.Options{Name: TAPName, MTU: cfg.MTU, Offload: true, Logger: r.log})
+	dev, err := tap.Open(tap.Options{Name: TAPName, MTU: cfg.MTU, Offload: true, Queues: cfg.SleevePipelines, Logger: r.log})
 	if err != nil {
 		return fmt.Errorf("open TAP %s: %w", TAPName, err)
 	}
@@ -143,11 +143,14 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	cleanup = append(cleanup, r.kdp.close)
-	udp, err := conn.Listen(conn.Options{Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(cfg.DataPort)), Logger: r.log})
+	// One socket per TAP queue (fewer when the TAP has no offloads).
+	taps := dev.Queues()
+	udps, err := conn.ListenGroup(conn.Options{Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(cfg.DataPort)), Logger: r.log}, len(taps))
 	if err != nil {
 		dev.Close()
 		return fmt.Errorf("listen for sleeve traffic on udp port %d (is another router running? change it with --data-port): %w", cfg.DataPort, err)
 	}
+	taps = pairQueues(taps, len(udps))
 
 	r.macs = macs.New(0, nil)
 	r.routes = routes.NewTable(r.name)
@@ -155,16 +158,16 @@ func Run(ctx context.Context, cfg Config) error {
 	keys, sec, err := r.encryption()
 	if err != nil {
 		dev.Close()
-		udp.Close()
+		closeConns(udps)
 		return err
 	}
 	r.sleeve, err = sleeve.New(sleeve.Options{
-		Self: r.name, Device: dev, Conn: udp, Mesh: meshView{r.macs, r.routes},
+		Self: r.name, Device: dev, Conn: udps[0], Queues: sleeveQueues(taps, udps), Mesh: meshView{r.macs, r.routes},
 		OverlayMTU: cfg.MTU, OnLinkChange: r.poke, Secure: sec, Logger: r.log,
 	})
 	if err != nil {
 		dev.Close()
-		udp.Close()
+		closeConns(udps)
 		return err
 	}
 	r.sleeve.Start()
@@ -420,11 +423,15 @@ func (r *Router) encryption() (meshKeys, *secure.Manager, error) {
 	if err != nil {
 		return meshKeys{}, nil, err
 	}
-	sec, err := secure.NewManager(secure.Config{Self: r.name, PSK: k.PSK, Trusted: r.cfg.TrustedSubnets})
+	c, err := secure.ParseCipher(r.cfg.SleeveCipher)
+	if err != nil {
+		return meshKeys{}, nil, fmt.Errorf("--sleeve-cipher: %w", err)
+	}
+	sec, err := secure.NewManager(secure.Config{Self: r.name, PSK: k.PSK, Trusted: r.cfg.TrustedSubnets, Cipher: c})
 	if err != nil {
 		return meshKeys{}, nil, err
 	}
-	r.log.Info("encryption enabled", "trusted_subnets", r.cfg.TrustedSubnets)
+	r.log.Info("encryption enabled", "trusted_subnets", r.cfg.TrustedSubnets, "cipher", c.String())
 	return meshKeys{gossip: k.Gossip[:]}, sec, nil
 }
 

@@ -24,6 +24,7 @@ const (
 // A batch belongs to one goroutine.
 type batch struct {
 	e     *Engine
+	c     PacketConn // the socket it is sent on
 	pkts  []conn.OutPacket
 	to    []*peerState
 	clear []bool                 // per packet: send as is, never sealed (handshakes)
@@ -44,9 +45,10 @@ type openDgram struct {
 	size  int
 }
 
-func newBatch(e *Engine) *batch {
+func newBatch(e *Engine, c PacketConn) *batch {
 	return &batch{
 		e:     e,
+		c:     c,
 		pkts:  make([]conn.OutPacket, 0, maxBatchPkts),
 		to:    make([]*peerState, 0, maxBatchPkts),
 		clear: make([]bool, 0, maxBatchPkts),
@@ -137,7 +139,7 @@ type cutter interface {
 // fills up part way).
 func (b *batch) cut(p *peerState, dst peer.Name, flags uint8, c cutter) {
 	hl := wire.HeaderLen + wire.FrameLen + c.HeaderLen()
-	gso := b.e.o.Conn.GSO() && c.Count() > 1
+	gso := b.c.GSO() && c.Count() > 1
 	pkt := -1
 	for {
 		// Headers are at most one frame long, far below headerArena,
@@ -201,7 +203,7 @@ func (b *batch) flush() {
 			continue
 		}
 		if !b.seal(i, s) {
-			b.e.send(b.pkts[start:i], b.to[start:i])
+			b.e.send(b.c, b.pkts[start:i], b.to[start:i])
 			start = i
 			b.sealed = b.sealed[:0]
 			if !b.seal(i, s) {
@@ -211,7 +213,7 @@ func (b *batch) flush() {
 		}
 	}
 	if start < len(b.pkts) {
-		b.e.send(b.pkts[start:], b.to[start:])
+		b.e.send(b.c, b.pkts[start:], b.to[start:])
 	}
 	for i := range b.pkts {
 		clear(b.pkts[i].Bufs) // drop references to frame buffers

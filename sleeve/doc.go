@@ -4,7 +4,13 @@
 // bridge. It also measures each underlay link: heartbeats for liveness and
 // round-trip time, padded probes for the path MTU.
 //
-// The send pipeline (inside.go), run by one goroutine:
+// Each TAP queue and socket pair (Options.Device and Conn, and
+// Options.Queues) has a send and a receive pipeline, each one goroutine,
+// so flows are processed in parallel: the kernel keeps a flow's frames on
+// one TAP queue, and each socket's source port keeps its datagrams on one
+// socket of the receiver (sleeve/conn ListenGroup), so none is reordered.
+//
+// A send pipeline (inside.go):
 //
 //	TAP read (a batch of frames; with offloads, TCP super-frames up to 64 KiB)
 //	  -> forwarding decision per frame (MAC table, routes: unicast, relay or flood)
@@ -13,7 +19,7 @@
 //	     UDP GSO (sleeve/offload); IPv4 too big for the path into fragments
 //	  -> one sendmmsg for the whole batch
 //
-// The receive pipeline (outside.go), run by another goroutine:
+// A receive pipeline (outside.go):
 //
 //	recvmmsg (with UDP GRO: many datagrams per buffer)
 //	  -> header check; heartbeats answered; datagrams for other peers relayed as-is

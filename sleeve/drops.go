@@ -70,12 +70,41 @@ func (e *Engine) dropDecode(err error) {
 	}
 }
 
-// Drops returns the drop counters by reason name.
+// Drops the kernel counts, for the devices and sockets that report them
+// (sleeve/tap and sleeve/conn do): datagrams lost because a socket's
+// receive buffer was full, and frames lost because the TAP's queues
+// towards the engine were.
+const (
+	DropRcvbuf    = "rcvbuf"
+	DropQueueFull = "queue_full"
+)
+
+type rcvbufCounter interface{ RcvbufDrops() uint64 }
+
+type queueDropCounter interface{ QueueDrops() (uint64, error) }
+
+// Drops returns the drop counters by reason name: the engine's own, and
+// DropRcvbuf and DropQueueFull from the kernel.
 func (e *Engine) Drops() map[string]uint64 {
-	m := make(map[string]uint64, numDrops)
+	m := make(map[string]uint64, numDrops+2)
 	for i := range e.drops {
 		if v := e.drops[i].Load(); v > 0 {
 			m[dropNames[i]] = v
+		}
+	}
+	var rcvbuf uint64
+	for _, q := range e.qs {
+		if c, ok := q.Conn.(rcvbufCounter); ok {
+			rcvbuf += c.RcvbufDrops()
+		}
+	}
+	if rcvbuf > 0 {
+		m[DropRcvbuf] = rcvbuf
+	}
+	// The queues of one TAP share the interface's counter.
+	if d, ok := e.qs[0].Device.(queueDropCounter); ok {
+		if v, err := d.QueueDrops(); err == nil && v > 0 {
+			m[DropQueueFull] = v
 		}
 	}
 	return m

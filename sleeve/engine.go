@@ -46,6 +46,15 @@ type Options struct {
 	Mesh       Mesh       // required: MAC table and routes
 	OverlayMTU int        // required: MTU of the bridge and the endpoints
 
+	// Queues are further TAP queues and sockets (sleeve/tap
+	// Options.Queues, sleeve/conn ListenGroup); Device and Conn are the
+	// first. Each pair runs its own send and receive pipeline, so flows
+	// are processed in parallel; the kernel keeps every frame of a flow
+	// on one TAP queue, and each socket's source port keeps its datagrams
+	// on one socket of the receiver, so nothing is reordered. Optional;
+	// the engine closes them.
+	Queues []Queue
+
 	// HeartbeatInterval is how often each link is checked (default 1s);
 	// a link is down after LinkTimeout without an answer (default 4
 	// intervals).
@@ -66,6 +75,13 @@ type Options struct {
 	Clock Clock
 }
 
+// Queue is a TAP queue and a socket that one send and one receive
+// pipeline own.
+type Queue struct {
+	Device Device
+	Conn   PacketConn
+}
+
 func (o *Options) validate() error {
 	switch {
 	case o.Self == peer.None || o.Self == peer.Broadcast:
@@ -78,6 +94,11 @@ func (o *Options) validate() error {
 		return errors.New("sleeve: Options.Mesh is required")
 	case o.OverlayMTU < 576 || o.OverlayMTU > 65000:
 		return fmt.Errorf("sleeve: Options.OverlayMTU %d out of range 576-65000", o.OverlayMTU)
+	}
+	for i, q := range o.Queues {
+		if q.Device == nil || q.Conn == nil {
+			return fmt.Errorf("sleeve: Options.Queues[%d] needs both Device and Conn", i)
+		}
 	}
 	if o.HeartbeatInterval <= 0 {
 		o.HeartbeatInterval = time.Second
@@ -110,6 +131,8 @@ type Engine struct {
 	o    Options
 	self peer.Name
 	log  *slog.Logger
+	// qs are the TAP queues and sockets, Options.Device and Conn first.
+	qs []Queue
 
 	peers atomic.Pointer[map[peer.Name]*peerState]
 	// kernel: the peers whose frames the kernel datapath carries (kernel.go).
@@ -142,6 +165,8 @@ func New(o Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{o: o, self: o.Self, log: o.Logger.With("component", "sleeve")}
+	e.qs = append([]Queue{{Device: o.Device, Conn: o.Conn}}, o.Queues...)
+	e.run.running = make([]bool, len(e.qs)*int(pipesPerQueue))
 	empty := map[peer.Name]*peerState{}
 	e.peers.Store(&empty)
 	e.run.done = make(chan struct{})
@@ -176,9 +201,12 @@ func (e *Engine) SetPeers(infos []PeerInfo) {
 
 func (e *Engine) peer(n peer.Name) *peerState { return (*e.peers.Load())[n] }
 
-// send hands a batch to the socket and accounts for per-packet errors.
+// Pipelines returns the number of send (and of receive) pipelines.
+func (e *Engine) Pipelines() int { return len(e.qs) }
+
+// send hands a batch to socket c and accounts for per-packet errors.
 // Packets left empty (dropped while sealing) are moved out of the way.
-func (e *Engine) send(pkts []conn.OutPacket, to []*peerState) {
+func (e *Engine) send(c PacketConn, pkts []conn.OutPacket, to []*peerState) {
 	w := 0
 	for i := range pkts {
 		if len(pkts[i].Bufs) > 0 {
@@ -191,7 +219,7 @@ func (e *Engine) send(pkts []conn.OutPacket, to []*peerState) {
 	if len(pkts) == 0 {
 		return
 	}
-	err := e.o.Conn.WriteBatch(pkts)
+	err := c.WriteBatch(pkts)
 	if err != nil && !isClosed(err) {
 		e.drop(DropSend, err)
 	}
@@ -238,6 +266,19 @@ func (e *Engine) overhead(p *peerState) int {
 // payloadMTU is the largest datagram, before sealing, the path to p takes.
 func (e *Engine) payloadMTU(p *peerState) int {
 	return int(p.pmtu.Load()) - e.overhead(p)
+}
+
+// Cipher names the cipher traffic to p is sealed with, or "" when it is
+// not sealed.
+func (e *Engine) Cipher(p peer.Name) string {
+	if e.o.Secure == nil {
+		return ""
+	}
+	s := e.o.Secure.Current(p)
+	if s == nil || s.Plain() {
+		return ""
+	}
+	return s.Cipher().String()
 }
 
 // Encrypted reports whether traffic to p is sealed.

@@ -35,6 +35,10 @@ type testNode struct {
 	e      *Engine
 	routes *routes.Table
 	macs   *macs.Table
+	// q1dev and q1conn are a second queue when the mesh has one: its
+	// socket sends from another port of the node's address.
+	q1dev  *sleevetest.Device
+	q1conn *sleevetest.Conn
 }
 
 func newTestMesh(t *testing.T, n int, gro bool) *testMesh {
@@ -44,6 +48,12 @@ func newTestMesh(t *testing.T, n int, gro bool) *testMesh {
 // newTestMeshPSK makes one node per psk byte; nodes with a non-zero psk
 // seal their traffic with it.
 func newTestMeshPSK(t *testing.T, gro bool, psks []byte) *testMesh {
+	return newTestMeshQueues(t, gro, psks, false)
+}
+
+// newTestMeshQueues is newTestMeshPSK, with a second queue on every node
+// when twoQueues.
+func newTestMeshQueues(t *testing.T, gro bool, psks []byte, twoQueues bool) *testMesh {
 	n := len(psks)
 	m := &testMesh{t: t, net: sleevetest.NewNet(), clock: sleevetest.NewClock(time.Unix(1_800_000_000, 0))}
 	m.net.SetGRO(gro)
@@ -61,8 +71,14 @@ func newTestMeshPSK(t *testing.T, gro bool, psks []byte) *testMesh {
 				t.Fatal(err)
 			}
 		}
+		var queues []Queue
+		if twoQueues {
+			nd.q1dev = sleevetest.NewDevice()
+			nd.q1conn = m.net.Conn(netip.AddrPortFrom(nd.addr.Addr(), nd.addr.Port()+1))
+			queues = []Queue{{Device: nd.q1dev, Conn: nd.q1conn}}
+		}
 		e, err := New(Options{
-			Self: nd.name, Device: nd.dev, Conn: nd.conn, Mesh: tables{nd.macs, nd.routes},
+			Self: nd.name, Device: nd.dev, Conn: nd.conn, Queues: queues, Mesh: tables{nd.macs, nd.routes},
 			OverlayMTU: 1376, PathMTU: func(netip.Addr) int { return 1472 }, Secure: sec, Logger: log,
 			HeartbeatInterval: meshBeat, Clock: m.clock,
 		})

@@ -34,7 +34,7 @@ type probeState struct {
 // so that a fake clock advanced after Start reaches the loop.
 func (e *Engine) healthLoop(ctx context.Context, t Ticker) {
 	defer t.Stop()
-	b := newBatch(e)
+	b := newBatch(e, e.qs[0].Conn)
 	buf := make([]byte, 0, headerArena)
 	var n int
 	for {

@@ -19,6 +19,7 @@ const (
 // buffer for ICMP answers. One goroutine.
 type inside struct {
 	e     *Engine
+	dev   Device // the TAP queue it reads
 	bufs  [][]byte
 	sizes []int
 	b     *batch
@@ -27,21 +28,23 @@ type inside struct {
 	frag  offload.Fragmenter
 }
 
-// insideLoop reads frames from the TAP and sends them to peers until a read
-// fails, and returns its error; Close makes it fail with net.ErrClosed.
-func (e *Engine) insideLoop() error {
+// insideLoop reads frames from TAP queue q and sends them to peers on q's
+// socket until a read fails, and returns its error; Close makes it fail
+// with net.ErrClosed.
+func (e *Engine) insideLoop(q Queue) error {
 	in := &inside{
 		e:     e,
+		dev:   q.Device,
 		bufs:  make([][]byte, insideBatch),
 		sizes: make([]int, insideBatch),
-		b:     newBatch(e),
+		b:     newBatch(e, q.Conn),
 		icmp:  make([]byte, wire.VnetHdrLen+1500),
 	}
 	for i := range in.bufs {
 		in.bufs[i] = make([]byte, frameBuf)
 	}
 	for {
-		n, err := e.o.Device.Read(in.bufs, in.sizes, 0)
+		n, err := in.dev.Read(in.bufs, in.sizes, 0)
 		if err != nil {
 			return fmt.Errorf("send pipeline: reading from the TAP: %w", err)
 		}
@@ -165,7 +168,7 @@ func (in *inside) tooBig(eth []byte, mtu int) {
 		return
 	}
 	clear(in.icmp[:wire.VnetHdrLen])
-	if _, err := e.o.Device.Write([][]byte{in.icmp[:wire.VnetHdrLen+n]}, 0); err != nil {
+	if _, err := in.dev.Write([][]byte{in.icmp[:wire.VnetHdrLen+n]}, 0); err != nil {
 		e.drop(DropTapWrite, err)
 		return
 	}

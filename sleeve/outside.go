@@ -21,22 +21,28 @@ const (
 // outside owns the receive pipeline's scratch. One goroutine.
 type outside struct {
 	e    *Engine
+	q    Queue // the socket it reads, the TAP queue it writes
 	pkts []conn.Packet
 	b    *batch // replies, relays, flood forwarding
 	// gro holds the frames to write to the TAP, referencing pkts'
 	// buffers, and merges TCP segments of one flow into super-frames.
-	gro   *offload.Coalescer
-	reply []byte // heartbeat replies; fixed capacity
-	now   int64  // unix nanos of the current batch
+	gro *offload.Coalescer
+	// coalesced and merged are gro's totals already added to the
+	// engine's counters.
+	coalesced, merged uint64
+	reply             []byte // heartbeat replies; fixed capacity
+	now               int64  // unix nanos of the current batch
 }
 
-// outsideLoop receives datagrams from the underlay and handles them until a
-// read fails, and returns its error; Close makes it fail with net.ErrClosed.
-func (e *Engine) outsideLoop() error {
+// outsideLoop receives datagrams on q's socket and handles them, frames
+// for here written to q's TAP queue, until a read fails, and returns its
+// error; Close makes it fail with net.ErrClosed.
+func (e *Engine) outsideLoop(q Queue) error {
 	out := &outside{
 		e:     e,
+		q:     q,
 		pkts:  make([]conn.Packet, outsideBatch),
-		b:     newBatch(e),
+		b:     newBatch(e, q.Conn),
 		gro:   offload.NewCoalescer(),
 		reply: make([]byte, 0, outsideBatch*64*(wire.HeaderLen+wire.HeartbeatLen)),
 	}
@@ -44,7 +50,7 @@ func (e *Engine) outsideLoop() error {
 		out.pkts[i].Buf = make([]byte, recvBuf)
 	}
 	for {
-		n, err := e.o.Conn.ReadBatch(out.pkts)
+		n, err := q.Conn.ReadBatch(out.pkts)
 		if err != nil {
 			return fmt.Errorf("receive pipeline: reading from the underlay socket: %w", err)
 		}
@@ -217,9 +223,10 @@ func (out *outside) flushTAP() {
 		return
 	}
 	frames := out.gro.Frames()
-	out.e.stats.coalesced.Store(out.gro.Coalesced)
-	out.e.stats.merged.Store(out.gro.Merged)
-	n, err := out.e.o.Device.Write(frames, 0)
+	out.e.stats.coalesced.Add(out.gro.Coalesced - out.coalesced)
+	out.e.stats.merged.Add(out.gro.Merged - out.merged)
+	out.coalesced, out.merged = out.gro.Coalesced, out.gro.Merged
+	n, err := out.q.Device.Write(frames, 0)
 	if err != nil && !isClosed(err) {
 		for i := n; i < len(frames); i++ {
 			out.e.drop(DropTapWrite, err)

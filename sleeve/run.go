@@ -12,13 +12,15 @@ import (
 var ErrClosed = fmt.Errorf("sleeve: engine closed: %w", net.ErrClosed)
 
 // The pipelines: each is one goroutine running a read loop, and each can
-// stop on a read error while the rest of the engine runs on.
+// stop on a read error while the rest of the engine runs on. Each queue
+// (Options.Queues) has one of each kind; pipeline p belongs to queue
+// p/pipesPerQueue.
 type pipeline int
 
 const (
-	pipeSend    pipeline = iota // inside.go: TAP to UDP
-	pipeReceive                 // outside.go: UDP to TAP
-	numPipes
+	pipeSend      pipeline = iota // inside.go: TAP to UDP
+	pipeReceive                   // outside.go: UDP to TAP
+	pipesPerQueue                 // pipelines per queue
 )
 
 // runState is the pipelines' life; mu guards the fields that follow it.
@@ -26,7 +28,7 @@ type runState struct {
 	mu      sync.Mutex
 	started bool
 	closed  bool
-	running [numPipes]bool
+	running []bool        // by pipeline
 	err     error         // why a pipeline stopped, since the last Restart
 	done    chan struct{} // closed when err is set, or by Close
 }
@@ -41,20 +43,22 @@ func (e *Engine) Start() {
 	e.run.mu.Lock()
 	defer e.run.mu.Unlock()
 	e.run.started = true
-	e.startLocked(pipeSend)
-	e.startLocked(pipeReceive)
+	for p := range e.run.running {
+		e.startLocked(pipeline(p))
+	}
 }
 
 func (e *Engine) startLocked(p pipeline) {
+	q := e.qs[int(p)/int(pipesPerQueue)]
 	loop := e.insideLoop
-	if p == pipeReceive {
+	if p%pipesPerQueue == pipeReceive {
 		loop = e.outsideLoop
 	}
 	e.run.running[p] = true
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		e.stopped(p, loop())
+		e.stopped(p, loop(q))
 	}()
 }
 
@@ -110,9 +114,9 @@ func (e *Engine) Restart() error {
 	}
 	r.err = nil
 	r.done = make(chan struct{})
-	for p := range numPipes {
+	for p := range r.running {
 		if !r.running[p] {
-			e.startLocked(p)
+			e.startLocked(pipeline(p))
 		}
 	}
 	return nil
@@ -134,7 +138,11 @@ func (e *Engine) Close() error {
 		}
 		r.err = ErrClosed
 		r.mu.Unlock()
-		err = errors.Join(e.o.Conn.Close(), e.o.Device.Close())
+		var errs []error
+		for _, q := range e.qs {
+			errs = append(errs, q.Conn.Close(), q.Device.Close())
+		}
+		err = errors.Join(errs...)
 		e.wg.Wait()
 	})
 	return err

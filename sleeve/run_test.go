@@ -138,3 +138,33 @@ func TestCloseAfterFailure(t *testing.T) {
 		t.Fatalf("Err after a clean Close = %v, want ErrClosed", err)
 	}
 }
+
+// With two queues, each runs its own pipelines: frames read from the
+// second TAP queue reach the peer, a read error on it stops only that
+// pipeline and names it, and Restart brings it back.
+func TestQueuePipelines(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	m := newTestMeshQueues(t, false, []byte{0, 0}, true)
+	m.waitFor("links up", m.allUp)
+	a, b := m.nodes[0], m.nodes[1]
+	if got := a.e.Pipelines(); got != 2 {
+		t.Fatalf("Pipelines() = %d, want 2", got)
+	}
+	a.q1dev.In <- ethFrame(bcast, mac(1), 0x0806, []byte("via-queue-1"))
+	expectFrame(t, b.dev, "a frame read from the second queue", hasPayload([]byte("via-queue-1")))
+
+	done := a.e.Done()
+	a.q1dev.FailRead(errors.New("queue 1 gone"))
+	waitClosed(t, done, "Done after a read error on queue 1")
+	if err := a.e.Err(); err == nil || !strings.Contains(err.Error(), "queue 1 gone") {
+		t.Fatalf("Err = %v, want queue 1's error", err)
+	}
+	// The first queue carries on.
+	a.dev.In <- ethFrame(bcast, mac(1), 0x0806, []byte("via-queue-0"))
+	expectFrame(t, b.dev, "a frame read from the first queue", hasPayload([]byte("via-queue-0")))
+	if err := a.e.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	a.q1dev.In <- ethFrame(bcast, mac(1), 0x0806, []byte("queue-1-back"))
+	expectFrame(t, b.dev, "a frame from the restarted second queue", hasPayload([]byte("queue-1-back")))
+}

@@ -69,7 +69,10 @@ type Stats struct {
 	Relayed, FloodedOut uint64
 	ICMPSent, CutOut    uint64 // CutOut: frames sent as several datagrams (segments or fragments)
 	Coalesced, Merged   uint64 // received segments merged (Merged) into super-frames (Coalesced)
-	Drops               map[string]uint64
+	// Syscalls counts the system calls of the TAP queues and sockets
+	// that report theirs (sleeve/tap and sleeve/conn do).
+	Syscalls uint64
+	Drops    map[string]uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -82,6 +85,23 @@ func (e *Engine) Stats() Stats {
 		Relayed: s.relayed.Load(), FloodedOut: s.floodedOut.Load(),
 		ICMPSent: s.icmpSent.Load(), CutOut: s.cutOut.Load(),
 		Coalesced: s.coalesced.Load(), Merged: s.merged.Load(),
-		Drops: e.Drops(),
+		Syscalls: e.syscalls(),
+		Drops:    e.Drops(),
 	}
+}
+
+// syscallCounter is what a Device or PacketConn that counts its system
+// calls implements.
+type syscallCounter interface{ Syscalls() uint64 }
+
+func (e *Engine) syscalls() uint64 {
+	var n uint64
+	for _, q := range e.qs {
+		for _, x := range []any{q.Device, q.Conn} {
+			if c, ok := x.(syscallCounter); ok {
+				n += c.Syscalls()
+			}
+		}
+	}
+	return n
 }

@@ -35,6 +35,7 @@ type routerFlags struct {
 	dns           dnsFlags
 	plugin        pluginFlags
 	fastdp        fastdpFlags
+	sleeve        sleeveFlags
 	// Encryption.
 	password       string
 	passwordFile   string
@@ -61,6 +62,7 @@ func (f *routerFlags) register(fs *pflag.FlagSet) {
 	f.dns.register(fs)
 	f.plugin.register(fs)
 	f.fastdp.register(fs)
+	f.sleeve.register(fs)
 	fs.StringVar(&f.password, "password", "",
 		"mesh password: encrypts gossip and data (also env "+passwordEnv+"; --password-file keeps it out of ps and shell history)")
 	fs.StringVar(&f.passwordFile, "password-file", "", "file holding the mesh password (preferred way to give it)")
@@ -200,6 +202,9 @@ func (f *routerFlags) config(httpAddr, version string, peers []string, getenv fu
 	if err := f.fastdp.apply(&cfg); err != nil {
 		return cfg, 0, err
 	}
+	if err := f.sleeve.apply(&cfg); err != nil {
+		return cfg, 0, err
+	}
 	return cfg, level, nil
 }
 
@@ -330,6 +335,7 @@ func routerChild(exe string, cfg router.Config, f *routerFlags, environ []string
 	args = append(args, dnsArgs(cfg)...)
 	args = append(args, pluginArgs(cfg)...)
 	args = append(args, fastdpArgs(cfg)...)
+	args = append(args, sleeveArgs(cfg)...)
 	// Peers after "--" so that none is taken for a flag.
 	args = append(args, "--")
 	args = append(args, cfg.Peers...)

@@ -110,6 +110,10 @@ func (a *app) statusCmd() *cobra.Command {
 				return writeJSON(a.stdout, conns)
 			}
 			formatConnections(a.stdout, conns)
+			// What the datapath dropped, by reason, under the table.
+			if st, err := c.Status(cmd.Context()); err == nil {
+				formatDrops(a.stdout, st.Drops)
+			}
 			return nil
 		},
 	})
@@ -178,20 +182,12 @@ func formatStatus(w io.Writer, st api.Status, v *api.Version) {
 	}
 	fmt.Fprintf(w, "Datapath: %s\n", strings.Join(dps, ", "))
 	formatFastdp(w, st.Fastdp)
+	if st.Sleeve != nil {
+		fmt.Fprintf(w, "Sleeve: %d pipelines\n", st.Sleeve.Pipelines)
+	}
 	fmt.Fprintf(w, "Overlay MTU: %d\n", st.OverlayMTU)
 
-	var drops uint64
-	dropParts := make([]string, 0, len(st.Drops))
-	for _, r := range sortedKeys(st.Drops) {
-		if st.Drops[r] == 0 {
-			continue
-		}
-		drops += st.Drops[r]
-		dropParts = append(dropParts, fmt.Sprintf("%d %s", st.Drops[r], r))
-	}
-	if drops > 0 {
-		fmt.Fprintf(w, "Drops: %d (%s)\n", drops, strings.Join(dropParts, ", "))
-	}
+	formatDrops(w, st.Drops)
 	failed := make([]string, 0, len(st.DatapathFailures))
 	for _, d := range sortedKeys(st.DatapathFailures) {
 		failed = append(failed, fmt.Sprintf("%s %d", d, st.DatapathFailures[d]))
@@ -250,6 +246,22 @@ func formatPeers(w io.Writer, peers []api.Peer, now time.Time) {
 	}
 }
 
+// formatDrops prints the drop counters on one line, if any is not zero.
+func formatDrops(w io.Writer, m map[string]uint64) {
+	var drops uint64
+	parts := make([]string, 0, len(m))
+	for _, r := range sortedKeys(m) {
+		if m[r] == 0 {
+			continue
+		}
+		drops += m[r]
+		parts = append(parts, fmt.Sprintf("%d %s", m[r], r))
+	}
+	if drops > 0 {
+		fmt.Fprintf(w, "Drops: %d (%s)\n", drops, strings.Join(parts, ", "))
+	}
+}
+
 // formatConnections prints the data-plane connections as a table.
 func formatConnections(w io.Writer, conns []api.Connection) {
 	conns = append([]api.Connection(nil), conns...)
@@ -258,7 +270,10 @@ func formatConnections(w io.Writer, conns []api.Connection) {
 	fmt.Fprintln(tw, "PEER\tNICKNAME\tADDRESS\tSTATE\tDATAPATH\tMTU\tRTT\tINFO")
 	for _, c := range conns {
 		dp := dash(c.Datapath)
-		if c.Encrypted {
+		switch {
+		case c.Encrypted && c.Cipher != "":
+			dp += " (encrypted, " + c.Cipher + ")"
+		case c.Encrypted:
 			dp += " (encrypted)"
 		}
 		mtu, rtt := "-", "-"

@@ -3,6 +3,7 @@ package mmsg
 import (
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -17,7 +18,12 @@ type Reader struct {
 	msgs  []unix.Mmsghdr
 	got   int
 	errno syscall.Errno
+	calls atomic.Uint64
 }
+
+// Calls is the number of recvmmsg system calls made, those that found
+// nothing included; safe to call from any goroutine.
+func (r *Reader) Calls() uint64 { return r.calls.Load() }
 
 // NewReader returns a Reader for the socket behind raw (from
 // (*net.UDPConn).SyscallConn).
@@ -54,6 +60,7 @@ func (r *Reader) Read(msgs []unix.Mmsghdr) (int, error) {
 // socket is readable and call again.
 func (r *Reader) read(fd uintptr) bool {
 	for {
+		r.calls.Add(1)
 		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.msgs[0])), uintptr(len(r.msgs)), 0, 0, 0)
 		switch e {
 		case 0:

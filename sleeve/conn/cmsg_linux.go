@@ -16,35 +16,55 @@ func cmsgAlign(n int) int {
 }
 
 // parseGRO returns the segment size from a UDP_GRO control message in oob,
-// or 0 if there is none. It reads the headers field by field so that it
-// neither allocates nor depends on the alignment of oob.
+// or 0 if there is none.
 func parseGRO(oob []byte) int {
+	d, ok := findCmsg(oob, unix.IPPROTO_UDP, unix.UDP_GRO)
+	if !ok || len(d) < 4 {
+		return 0
+	}
+	return max(0, int(int32(binary.NativeEndian.Uint32(d))))
+}
+
+// parseOverflow returns the socket's count of datagrams dropped for want
+// of receive buffer space, from an SO_RXQ_OVFL control message in oob.
+func parseOverflow(oob []byte) (uint32, bool) {
+	d, ok := findCmsg(oob, unix.SOL_SOCKET, unix.SO_RXQ_OVFL)
+	if !ok || len(d) < 4 {
+		return 0, false
+	}
+	return binary.NativeEndian.Uint32(d), true
+}
+
+// findCmsg returns the data of the first control message of level and typ
+// in oob. It reads the headers field by field so that it neither
+// allocates nor depends on the alignment of oob.
+func findCmsg(oob []byte, level, typ int32) ([]byte, bool) {
 	for len(oob) >= unix.SizeofCmsghdr {
 		var l int
 		if cmsgLenSize == 8 {
 			l64 := binary.NativeEndian.Uint64(oob)
 			if l64 > uint64(len(oob)) {
-				return 0
+				return nil, false
 			}
 			l = int(l64)
 		} else {
 			l = int(binary.NativeEndian.Uint32(oob))
 		}
 		if l < unix.SizeofCmsghdr || l > len(oob) {
-			return 0
+			return nil, false
 		}
-		level := int32(binary.NativeEndian.Uint32(oob[cmsgLenSize:]))
-		typ := int32(binary.NativeEndian.Uint32(oob[cmsgLenSize+4:]))
-		if level == unix.IPPROTO_UDP && typ == unix.UDP_GRO && l >= unix.SizeofCmsghdr+4 {
-			return max(0, int(int32(binary.NativeEndian.Uint32(oob[unix.SizeofCmsghdr:]))))
+		lv := int32(binary.NativeEndian.Uint32(oob[cmsgLenSize:]))
+		ty := int32(binary.NativeEndian.Uint32(oob[cmsgLenSize+4:]))
+		if lv == level && ty == typ {
+			return oob[unix.SizeofCmsghdr:l], true
 		}
 		next := cmsgAlign(l)
 		if next >= len(oob) {
-			return 0
+			return nil, false
 		}
 		oob = oob[next:]
 	}
-	return 0
+	return nil, false
 }
 
 // putGSO writes a UDP_SEGMENT control message for segSize into b, which

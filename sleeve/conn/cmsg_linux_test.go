@@ -39,6 +39,38 @@ func TestParseGRO(t *testing.T) {
 	}
 }
 
+func TestParseOverflow(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		oob  []byte
+		want uint32
+		ok   bool
+	}{
+		{"empty", nil, 0, false},
+		{"overflow", groCmsg(unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 42), 42, true},
+		{"after gro", append(groCmsg(unix.IPPROTO_UDP, unix.UDP_GRO, 1376), groCmsg(unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 7)...), 7, true},
+		{"gro only", groCmsg(unix.IPPROTO_UDP, unix.UDP_GRO, 1376), 0, false},
+		{"truncated", groCmsg(unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 42)[:unix.SizeofCmsghdr+2], 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := parseOverflow(tc.oob)
+			if got != tc.want || ok != tc.ok {
+				t.Fatalf("parseOverflow = %d, %v; want %d, %v", got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+func FuzzParseOverflow(f *testing.F) {
+	f.Add(groCmsg(unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 42))
+	f.Add(append(groCmsg(unix.IPPROTO_UDP, unix.UDP_GRO, 1), groCmsg(unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1)...))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		parseOverflow(b)
+		parseGRO(b)
+	})
+}
+
 func FuzzParseGRO(f *testing.F) {
 	f.Add(groCmsg(unix.IPPROTO_UDP, unix.UDP_GRO, 1376))
 	f.Add(append(groCmsg(0, 0, 0), groCmsg(unix.IPPROTO_UDP, unix.UDP_GRO, 1)...))

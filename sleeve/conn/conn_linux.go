@@ -42,7 +42,7 @@ const sendWindow = 128
 // other control message the kernel might add) on receive, and for the
 // UDP_SEGMENT uint16 on send.
 var (
-	recvOOBLen = unix.CmsgSpace(4) * 2
+	recvOOBLen = unix.CmsgSpace(4) * 2 // UDP_GRO and SO_RXQ_OVFL
 	sendOOBLen = unix.CmsgSpace(2)
 )
 
@@ -95,12 +95,25 @@ type OutPacket struct {
 // goroutine, one writer goroutine); each has its own scratch space, so the
 // two run concurrently. Concurrent calls to the same one are serialised.
 type Conn struct {
-	log   *slog.Logger
-	udp   *net.UDPConn
-	raw   syscall.RawConn
+	log *slog.Logger
+	udp *net.UDPConn
+	raw syscall.RawConn
+	// send and wraw are the socket WriteBatch sends from: udp itself,
+	// or in a group (ListenGroup) a socket of its own whose source port
+	// steers the receiver's choice of socket.
+	send  *net.UDPConn
+	wraw  syscall.RawConn
 	local netip.AddrPort
 	gro   bool
 	gso   atomic.Bool // cleared for good if the kernel rejects UDP_SEGMENT
+
+	// sends counts sendmmsg system calls.
+	sends atomic.Uint64
+	// overflow is the kernel's count of datagrams this socket dropped
+	// for want of receive buffer space (SO_RXQ_OVFL), as of the last
+	// datagram received; ovfl says the kernel reports it.
+	overflow atomic.Uint32
+	ovfl     bool
 
 	gsoOffOnce sync.Once
 	closeOnce  sync.Once
@@ -124,7 +137,11 @@ type reader struct {
 }
 
 // Listen opens the UDP socket in the calling thread's network namespace.
-func Listen(o Options) (*Conn, error) {
+func Listen(o Options) (*Conn, error) { return listenConn(o, false) }
+
+// listenConn opens the socket, with SO_REUSEPORT set before the bind when
+// reuse is true.
+func listenConn(o Options, reuse bool) (*Conn, error) {
 	if !o.Addr.IsValid() {
 		return nil, errors.New("conn: Options.Addr is required")
 	}
@@ -146,16 +163,16 @@ func Listen(o Options) (*Conn, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 
-	udp, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
+	udp, err := listenUDP(addr, reuse)
 	if err != nil {
-		return nil, fmt.Errorf("conn: listen on %v: %w", addr, err)
+		return nil, err
 	}
 	raw, err := udp.SyscallConn()
 	if err != nil {
 		udp.Close()
 		return nil, fmt.Errorf("conn: %w", err)
 	}
-	c := &Conn{log: log, udp: udp, raw: raw, local: udp.LocalAddr().(*net.UDPAddr).AddrPort()}
+	c := &Conn{log: log, udp: udp, raw: raw, send: udp, wraw: raw, local: udp.LocalAddr().(*net.UDPAddr).AddrPort()}
 	c.log = log.With("udp", c.local.String())
 
 	var setupErr error
@@ -165,8 +182,8 @@ func Listen(o Options) (*Conn, error) {
 		s := int(fd)
 		// DF on every datagram: the engine discovers the path MTU itself
 		// and needs EMSGSIZE rather than silent fragmentation.
-		if err := unix.SetsockoptInt(s, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO); err != nil {
-			setupErr = fmt.Errorf("set IP_MTU_DISCOVER: %w", err)
+		if err := setPMTUDisc(s); err != nil {
+			setupErr = err
 			return
 		}
 		rcv, rcvForced = setBuffer(s, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, o.RecvBuffer)
@@ -179,6 +196,7 @@ func Listen(o Options) (*Conn, error) {
 		if !o.DisableGRO {
 			c.gro = unix.SetsockoptInt(s, unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
 		}
+		c.ovfl = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1) == nil
 	})
 	if err == nil {
 		err = setupErr
@@ -214,6 +232,15 @@ func setBuffer(fd, forceOpt, opt, size int) (granted int, forced bool) {
 	return granted, forced
 }
 
+// RcvbufDrops is the number of datagrams the kernel dropped because this
+// socket's receive buffer was full, as the last datagram received
+// reported it (SO_RXQ_OVFL); 0 where the kernel does not report it.
+func (c *Conn) RcvbufDrops() uint64 { return uint64(c.overflow.Load()) }
+
+// Syscalls is the number of recvmmsg and sendmmsg system calls made so
+// far, calls that found nothing to read included.
+func (c *Conn) Syscalls() uint64 { return c.rd.mr.Calls() + c.sends.Load() }
+
 // GSO reports whether sends use UDP segmentation offload. It turns false
 // for good if the kernel rejects a segmented send.
 func (c *Conn) GSO() bool { return c.gso.Load() }
@@ -229,7 +256,11 @@ func (c *Conn) LocalAddr() netip.AddrPort { return c.local }
 // error satisfying errors.Is(err, net.ErrClosed).
 func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
-		if err := c.udp.Close(); err != nil {
+		err := c.udp.Close()
+		if c.send != c.udp {
+			err = errors.Join(err, c.send.Close())
+		}
+		if err != nil {
 			c.closeErr = fmt.Errorf("conn: close %v: %w", c.local, err)
 		}
 	})
@@ -270,7 +301,7 @@ func (c *Conn) ReadBatch(pkts []Packet) (int, error) {
 		h.Namelen = unix.SizeofSockaddrInet4
 		h.Iov = &r.iovs[i]
 		h.SetIovlen(1)
-		if c.gro {
+		if c.gro || c.ovfl {
 			h.Control = &r.oob[i*recvOOBLen]
 			h.SetControllen(recvOOBLen)
 		} else {
@@ -294,8 +325,14 @@ func (c *Conn) ReadBatch(pkts []Packet) (int, error) {
 		p.N = int(m.Len)
 		p.Addr = mmsg.AddrPort4(&r.names[i])
 		p.SegSize = 0
-		if c.gro && m.Hdr.Controllen > 0 {
-			p.SegSize = parseGRO(r.oob[i*recvOOBLen : i*recvOOBLen+int(m.Hdr.Controllen)])
+		if m.Hdr.Controllen > 0 {
+			oob := r.oob[i*recvOOBLen : i*recvOOBLen+int(m.Hdr.Controllen)]
+			if c.gro {
+				p.SegSize = parseGRO(oob)
+			}
+			if v, ok := parseOverflow(oob); ok {
+				c.overflow.Store(v)
+			}
 		}
 	}
 	return got, nil

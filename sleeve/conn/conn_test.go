@@ -437,6 +437,20 @@ func TestRcvbufErrors(t *testing.T) {
 		t.Fatal("RcvbufErrors did not rise after overflowing a 4 KiB receive buffer")
 	}
 	t.Logf("RcvbufErrors %d -> %d", before, after)
+
+	// The socket itself reports its drops with the first datagram
+	// queued after them: the kernel stamps each with the count so far.
+	recvBytes(t, b, 64000-int(after)*1000) // what fitted, before the drops
+	if got := b.RcvbufDrops(); got != 0 {
+		t.Fatalf("RcvbufDrops = %d from datagrams queued before any drop", got)
+	}
+	if err := a.WriteBatch(out[:1]); err != nil {
+		t.Fatal(err)
+	}
+	recvBytes(t, b, 1000)
+	if got := b.RcvbufDrops(); got != after {
+		t.Fatalf("RcvbufDrops = %d, the namespace counted %d", got, after)
+	}
 }
 
 func TestAllocs(t *testing.T) {

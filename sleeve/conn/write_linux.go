@@ -204,7 +204,7 @@ refill:
 		}
 		for k := 0; k < nm; {
 			w.start, w.end = k, nm
-			if err := c.raw.Write(w.fn); err != nil {
+			if err := c.wraw.Write(w.fn); err != nil {
 				return fmt.Errorf("conn: write %v: %w", c.local, err)
 			}
 			if w.errno == 0 && w.sent <= 0 {
@@ -261,6 +261,7 @@ refill:
 func (c *Conn) writeFn(fd uintptr) bool {
 	w := &c.wr
 	for {
+		c.sends.Add(1)
 		n, e := w.sendmmsg(fd, w.msgs[w.start:w.end])
 		switch e {
 		case unix.EINTR:

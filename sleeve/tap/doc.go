@@ -8,6 +8,8 @@
 // finish, and accepts the same in return; this removes most per-packet
 // system calls, which are the bottleneck of a user-space datapath. In
 // plain mode the header on Read is all zeroes, and Write finishes any
-// offload work in software (segmentation and checksums), so frames from a
-// peer with offload can always be delivered to a device without it.
+// offload work in software (segmentation by sleeve/offload, then the
+// checksums), so frames from a peer with offload can always be delivered
+// to a device without it. With Options.Queues the device has several
+// queues (IFF_MULTI_QUEUE), each a Device of its own for one pipeline.
 package tap

@@ -3,6 +3,8 @@ package tap
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"testing"
@@ -256,16 +258,17 @@ func TestSegment(t *testing.T) {
 			// scribble on it to show segmentation does not trust it.
 			frame[l4+int(h.CsumOffset)] ^= 0x5a
 			var s segmenter
-			if err := s.reset(frame, &h, MaxFrameSize); err != nil {
+			b := withVnet(h, frame)
+			if err := s.reset(b, MaxFrameSize-VnetHdrLen); err != nil {
 				t.Fatalf("reset: %v", err)
 			}
-			orig := bytes.Clone(frame)
+			orig := bytes.Clone(b)
 			dst := make([]byte, MaxFrameSize)
 			var joined []byte
 			want := (len(payload) + tc.gsoSize - 1) / tc.gsoSize
 			i := 0
-			for n := s.next(dst); n > 0; n = s.next(dst) {
-				seg := dst[:n]
+			for seg := s.next(dst); seg != nil; seg = s.next(dst) {
+				n := len(seg)
 				last := i == want-1
 				pkt := checkWithGopacket(t, seg)
 				app := pkt.ApplicationLayer()
@@ -305,7 +308,7 @@ func TestSegment(t *testing.T) {
 			if !bytes.Equal(joined, payload) {
 				t.Fatal("segments do not reassemble to the payload")
 			}
-			if !bytes.Equal(frame, orig) {
+			if !bytes.Equal(b, orig) {
 				t.Fatal("segmentation modified its input")
 			}
 		})
@@ -341,9 +344,11 @@ func TestSegmentRejects(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var s segmenter
-			if err := s.reset(tc.frame, &tc.h, tc.maxSeg); err == nil {
+			if err := s.reset(withVnet(tc.h, tc.frame), tc.maxSeg); err == nil {
 				t.Fatal("reset accepted the frame")
-			} else if s.next(make([]byte, MaxFrameSize)) != 0 {
+			} else if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("reset: %v, want ErrMalformed", err)
+			} else if s.next(make([]byte, MaxFrameSize)) != nil {
 				t.Fatal("next produced a segment after a failed reset")
 			}
 		})
@@ -441,47 +446,76 @@ func FuzzSegment(f *testing.F) {
 			return
 		}
 		var s segmenter
-		if s.reset(frame, &h, int(maxSeg)) != nil {
+		if s.reset(b, int(maxSeg)) != nil {
 			return
 		}
+		tcp := h.GSOType&^GSOECN != GSOUDPL4
 		for count := 0; ; count++ {
-			n := s.next(dst)
-			if n == 0 {
+			seg := s.next(dst)
+			if seg == nil {
 				break
 			}
-			if n > int(maxSeg) {
-				t.Fatalf("segment of %d bytes exceeds %d", n, maxSeg)
+			if len(seg) > int(maxSeg) {
+				t.Fatalf("segment of %d bytes exceeds %d", len(seg), maxSeg)
 			}
 			if count > 65536 {
 				t.Fatal("segmenter does not terminate")
 			}
-			seg := dst[:n]
-			if !s.ipv6 && checksum(seg[s.l3:s.l4], 0) != 0 {
-				t.Fatal("bad IPv4 header checksum")
-			}
-			proto := uint64(protoUDP)
-			if s.tcp {
-				proto = protoTCP
-			}
-			if c := checksum(seg[s.l4:], s.addrSum+proto+uint64(n-s.l4)); c != 0 && !(c == 0xffff && !s.tcp) {
-				t.Fatalf("bad L4 checksum (residue %#04x)", c)
+			var sh VnetHdr
+			sh.Decode(dst)
+			if err := checkSums(seg, int(sh.CsumStart), tcp); err != nil {
+				t.Fatal(err)
 			}
 		}
 	})
+}
+
+// checkSums verifies the IPv4 header checksum (if IPv4) and the L4
+// checksum, at l4, of one segment.
+func checkSums(seg []byte, l4 int, tcp bool) error {
+	l3 := ethHdrLen
+	if et := binary.BigEndian.Uint16(seg[12:]); et == 0x8100 || et == 0x88a8 {
+		l3 += vlanTagLen
+	}
+	var addrSum uint64
+	if seg[l3]>>4 == 4 {
+		if checksum(seg[l3:l3+int(seg[l3]&0x0f)*4], 0) != 0 {
+			return errors.New("bad IPv4 header checksum")
+		}
+		addrSum = csumAdd(0, seg[l3+12:l3+20])
+	} else {
+		addrSum = csumAdd(0, seg[l3+8:l3+40])
+	}
+	proto := uint64(protoUDP)
+	if tcp {
+		proto = protoTCP
+	}
+	if c := checksum(seg[l4:], addrSum+proto+uint64(len(seg)-l4)); c != 0 && !(c == 0xffff && !tcp) {
+		return fmt.Errorf("bad L4 checksum (residue %#04x)", c)
+	}
+	return nil
+}
+
+// withVnet is h encoded, followed by frame.
+func withVnet(h VnetHdr, frame []byte) []byte {
+	b := make([]byte, VnetHdrLen, VnetHdrLen+len(frame))
+	h.Encode(b)
+	return append(b, frame...)
 }
 
 func BenchmarkSegment(b *testing.B) {
 	frame, _ := buildFrame(b, frameSpec{payload: 65535 - 20 - 32})
 	h := VnetHdr{GSOType: GSOTCPv4, GSOSize: 1324}
 	dst := make([]byte, MaxFrameSize)
+	in := withVnet(h, frame)
 	var s segmenter
 	b.SetBytes(int64(len(frame)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := s.reset(frame, &h, len(dst)); err != nil {
+		if err := s.reset(in, MaxFrameSize-VnetHdrLen); err != nil {
 			b.Fatal(err)
 		}
-		for s.next(dst) > 0 {
+		for s.next(dst) != nil {
 		}
 	}
 }
@@ -493,3 +527,10 @@ func BenchmarkChecksum(b *testing.B) {
 		checksum(buf, 0)
 	}
 }
+
+// Header sizes the tests build frames with.
+const (
+	ipv4MinLen = 20
+	ipv6HdrLen = 40
+	udpHdrLen  = 8
+)

@@ -24,9 +24,17 @@ type Options struct {
 	// offloads. If the kernel refuses, Open falls back to a plain device and
 	// logs why; Device.Offload reports the outcome.
 	Offload bool
+	// Queues is the number of queues to open (IFF_MULTI_QUEUE), each
+	// read and written by its own goroutine; 0 or 1 opens one. The kernel
+	// hands every frame of one flow to the same queue. Needs Offload; a
+	// plain device has one queue.
+	Queues int
 	// Logger receives the one-time setup messages; nil discards them.
 	Logger *slog.Logger
 }
+
+// MaxQueues is the most queues Open opens.
+const MaxQueues = 16
 
 // Device is an open TAP interface. It is removed from the system when
 // closed.
@@ -41,6 +49,13 @@ type Device struct {
 	minBuf  int // bytes a Read buffer needs after its offset
 	file    *os.File
 	raw     syscall.RawConn
+
+	// queues are the further queues of a multi-queue device (Queues);
+	// Close closes them too.
+	queues []*Device
+
+	// syscalls counts this queue's read and write system calls.
+	syscalls atomic.Uint64
 
 	closeOnce sync.Once
 	closed    atomic.Bool
@@ -99,6 +114,10 @@ func Open(o Options) (*Device, error) {
 	if o.MTU != 0 && (o.MTU < 68 || o.MTU > 65535) {
 		return nil, fmt.Errorf("tap: Options.MTU %d out of range 68..65535", o.MTU)
 	}
+	if o.Queues < 0 || o.Queues > MaxQueues {
+		return nil, fmt.Errorf("tap: Options.Queues %d out of range 0..%d", o.Queues, MaxQueues)
+	}
+	multi := o.Offload && o.Queues > 1
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -106,7 +125,13 @@ func Open(o Options) (*Device, error) {
 	d := &Device{log: log.With("tap", o.Name), name: o.Name}
 
 	if o.Offload {
-		f, flags, err := openOffload(o.Name)
+		f, flags, err := openOffload(o.Name, multi)
+		if err != nil && multi {
+			// A kernel without multi-queue TAPs: one queue.
+			d.log.Warn("TAP queues refused by the kernel; one queue", "queues", o.Queues, "err", err)
+			multi = false
+			f, flags, err = openOffload(o.Name, false)
+		}
 		if err == nil {
 			d.file, d.offload = f, true
 			d.log.Info("TAP offloads enabled", "flags", offloadFlagNames(flags))
@@ -133,12 +158,48 @@ func Open(o Options) (*Device, error) {
 	}
 	d.rd.fn = d.readFn
 	d.wr.fn = d.writeFn
+	if multi && d.offload {
+		for range o.Queues - 1 {
+			f, _, err := openOffload(o.Name, true)
+			if err != nil {
+				d.Close()
+				return nil, fmt.Errorf("tap: open another queue: %w", err)
+			}
+			q, err := d.queue(f)
+			if err != nil {
+				f.Close()
+				d.Close()
+				return nil, err
+			}
+			d.queues = append(d.queues, q)
+		}
+		d.log.Info("TAP queues open", "queues", len(d.queues)+1)
+	}
 	return d, nil
+}
+
+// queue returns a Device for another queue of d's interface, open on f.
+func (d *Device) queue(f *os.File) (*Device, error) {
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("tap: %w", err)
+	}
+	q := &Device{log: d.log, name: d.name, index: d.index, offload: d.offload, minBuf: d.minBuf, file: f, raw: raw}
+	q.rd.fn = q.readFn
+	q.wr.fn = q.writeFn
+	return q, nil
+}
+
+// Queues returns the device's queues, d first: one unless Options.Queues
+// opened more. Each is a Device to read and write on its own; closing d
+// closes them all.
+func (d *Device) Queues() []*Device {
+	return append([]*Device{d}, d.queues...)
 }
 
 // openOffload opens the device with IFF_VNET_HDR itself: songgao/water
 // offers no way to pass that flag, and the offloads depend on it.
-func openOffload(name string) (*os.File, int, error) {
+func openOffload(name string, multi bool) (*os.File, int, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, 0, fmt.Errorf("open /dev/net/tun: %w", err)
@@ -151,7 +212,11 @@ func openOffload(name string) (*os.File, int, error) {
 	if err != nil {
 		return fail("interface name", err)
 	}
-	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if multi {
+		flags |= unix.IFF_MULTI_QUEUE
+	}
+	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		return fail("TUNSETIFF", err)
 	}
@@ -162,17 +227,17 @@ func openOffload(name string) (*os.File, int, error) {
 	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETLE, 1); err != nil {
 		return fail("TUNSETVNETLE", err)
 	}
-	var flags int
+	var offloads int
 	for _, f := range offloadFlagSets {
 		if err = unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, f); err == nil {
-			flags = f
+			offloads = f
 			break
 		}
 	}
 	if err != nil {
 		return fail("TUNSETOFFLOAD", err)
 	}
-	return os.NewFile(uintptr(fd), "/dev/net/tun"), flags, nil
+	return os.NewFile(uintptr(fd), "/dev/net/tun"), offloads, nil
 }
 
 // openPlain creates a device without virtio_net_hdr through songgao/water.
@@ -228,6 +293,25 @@ func (d *Device) Name() string { return d.name }
 // Index is the interface index.
 func (d *Device) Index() int { return d.index }
 
+// QueueDrops is the number of frames the kernel dropped on their way into
+// the router because the device's queues were full (the interface's
+// tx_dropped: the bridge transmits into the TAP).
+func (d *Device) QueueDrops() (uint64, error) {
+	l, err := netlink.LinkByIndex(d.index)
+	if err != nil {
+		return 0, fmt.Errorf("tap %s: read counters: %w", d.name, err)
+	}
+	st := l.Attrs().Statistics
+	if st == nil {
+		return 0, fmt.Errorf("tap %s: the kernel reported no counters", d.name)
+	}
+	return st.TxDropped, nil
+}
+
+// Syscalls is the number of read and write system calls made on this
+// queue so far, reads that found nothing included.
+func (d *Device) Syscalls() uint64 { return d.syscalls.Load() }
+
 // Offload reports whether IFF_VNET_HDR with checksum and TCP segmentation
 // offloads is active. When false, Read never returns super-frames.
 func (d *Device) Offload() bool { return d.offload }
@@ -279,6 +363,7 @@ func (d *Device) readFn(fd uintptr) bool {
 		b = b[r.offset:]
 		var n int
 		var err error
+		d.syscalls.Add(1)
 		if d.offload {
 			n, err = unix.Read(int(fd), b)
 		} else {
@@ -346,6 +431,7 @@ func (d *Device) writeFn(fd uintptr) bool {
 			}
 			w.pending = p
 		}
+		d.syscalls.Add(1)
 		_, err := unix.Write(int(fd), w.pending)
 		switch {
 		case err == unix.EINTR:
@@ -359,8 +445,8 @@ func (d *Device) writeFn(fd uintptr) bool {
 			continue
 		}
 		if w.segmenting {
-			if n := w.seg.next(w.segBuf); n > 0 {
-				w.pending = w.segBuf[:n]
+			if seg := w.seg.next(w.segBuf); seg != nil {
+				w.pending = seg
 				continue
 			}
 			w.segmenting = false
@@ -390,11 +476,11 @@ func (d *Device) prepare(b []byte) ([]byte, error) {
 		if w.segBuf == nil {
 			w.segBuf = make([]byte, MaxFrameSize)
 		}
-		if err := w.seg.reset(frame, &h, len(w.segBuf)); err != nil {
+		if err := w.seg.reset(b, len(w.segBuf)-VnetHdrLen); err != nil {
 			return nil, err
 		}
 		w.segmenting = true
-		return w.segBuf[:w.seg.next(w.segBuf)], nil
+		return w.seg.next(w.segBuf), nil
 	}
 	if h.Flags&FlagNeedsCsum != 0 {
 		if err := completeChecksum(frame, &h); err != nil {
@@ -410,13 +496,19 @@ func (w *writeState) fail(err error) {
 	}
 }
 
-// Close removes the interface. It is idempotent and unblocks Read.
+// Close closes the queue, and on the first Device, every queue, which
+// removes the interface. It is idempotent and unblocks Read.
 func (d *Device) Close() error {
 	d.closeOnce.Do(func() {
 		d.closed.Store(true)
-		if err := d.file.Close(); err != nil {
-			d.closeErr = fmt.Errorf("tap %s: close: %w", d.name, err)
+		var errs []error
+		for _, q := range d.queues {
+			errs = append(errs, q.Close())
 		}
+		if err := d.file.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("tap %s: close: %w", d.name, err))
+		}
+		d.closeErr = errors.Join(errs...)
 	})
 	return d.closeErr
 }
