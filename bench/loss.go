@@ -108,8 +108,12 @@ func runLoss(ctx context.Context, cfg config, log *slog.Logger, s Scenario) (r L
 func iperf(ctx context.Context, cfg config, ep *Endpoints, streams int) (iperfResult, error) {
 	ictx, cancel := context.WithTimeout(ctx, cfg.duration+60*time.Second)
 	defer cancel()
-	out, err := ep.Client.Output(ictx, "iperf3", "-c", ep.ServerIP, "-p", "5201", "-J",
-		"-t", fmt.Sprintf("%.0f", max(1, cfg.duration.Seconds())), "-P", fmt.Sprint(streams))
+	args := []string{"iperf3", "-c", ep.ServerIP, "-p", "5201", "-J",
+		"-t", fmt.Sprintf("%.0f", max(1, cfg.duration.Seconds())), "-P", fmt.Sprint(streams)}
+	if cfg.congestion != "" {
+		args = append(args, "-C", cfg.congestion)
+	}
+	out, err := ep.Client.Output(ictx, args...)
 	ir, perr := parseIperf(out)
 	if perr != nil {
 		if err != nil {

@@ -66,6 +66,9 @@ type config struct {
 	only     map[string]bool
 	jsonOut  bool
 	verbose  bool
+	// congestion is the iperf3 clients' TCP congestion control; empty
+	// keeps the host's default.
+	congestion string
 }
 
 func main() {
@@ -76,6 +79,7 @@ func main() {
 	flag.StringVar(&only, "only", "", "comma-separated scenario keys to run (default all: "+keys()+")")
 	flag.BoolVar(&cfg.jsonOut, "json", false, "print JSON instead of a table")
 	flag.BoolVar(&cfg.verbose, "v", false, "log progress to stderr")
+	flag.StringVar(&cfg.congestion, "congestion", "", "TCP congestion control of the iperf3 clients, e.g. cubic or bbr (default: the host's, net.ipv4.tcp_congestion_control)")
 	flag.Parse()
 	if only != "" {
 		cfg.only = map[string]bool{}

@@ -258,4 +258,24 @@ func TestAllocs(t *testing.T) {
 	if a := testing.AllocsPerRun(50, recv); a != 0 {
 		t.Fatalf("receiving allocates %.1f times per batch", a)
 	}
+
+	// Queue management: every datagram waited a second in the socket,
+	// and the reads come a millisecond apart and fill pkts, so the
+	// controller signals, dropping segments, without allocating.
+	out.pkts = pkts
+	out.aqm = newCodel(aqmTarget, aqmInterval)
+	managed := func() {
+		out.now += int64(time.Millisecond)
+		for i := range pkts {
+			pkts[i].Stamp = out.now - int64(time.Second)
+		}
+		out.handle(len(pkts))
+	}
+	out.now = time.Now().UnixNano()
+	if a := testing.AllocsPerRun(50, managed); a != 0 {
+		t.Fatalf("receiving under queue management allocates %.1f times per batch", a)
+	}
+	if b.Stats().Drops["aqm"] == 0 {
+		t.Fatal("no segment dropped by queue management")
+	}
 }

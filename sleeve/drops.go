@@ -33,13 +33,14 @@ const (
 	DropReplay                        // sealed datagram seen before, or too old
 	DropUnencrypted                   // plaintext from an untrusted address in an encrypted mesh
 	DropHandshake                     // malformed or unauthentic handshake
+	DropAQM                           // TCP segment dropped by queue management (aqm.go): a congestion signal, not a fault
 	numDrops
 )
 
 var dropNames = [numDrops]string{
 	"truncated", "bad_version", "bad_type", "bad_frame", "unknown_peer", "own_datagram",
 	"no_route", "ttl_expired", "bad_offload", "too_big", "runt", "send_error", "tap_write_error",
-	"no_session", "auth_failed", "replay", "unencrypted", "bad_handshake",
+	"no_session", "auth_failed", "replay", "unencrypted", "bad_handshake", "aqm",
 }
 
 func (r DropReason) String() string { return dropNames[r] }

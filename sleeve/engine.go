@@ -157,6 +157,7 @@ type counters struct {
 	relayed, floodedOut atomic.Uint64
 	icmpSent, cutOut    atomic.Uint64 // cutOut: super-frames and packets cut into several datagrams
 	coalesced, merged   atomic.Uint64 // the receive pipeline's Coalescer totals
+	aqmMarked           atomic.Uint64 // packets marked ECN CE by queue management (aqm.go)
 }
 
 // New validates o and returns an engine that is not yet running.

@@ -32,7 +32,15 @@ type outside struct {
 	coalesced, merged uint64
 	reply             []byte // heartbeat replies; fixed capacity
 	now               int64  // unix nanos of the current batch
+	// aqm bounds the socket's queue (aqm.go); signals are congestion
+	// signals due and not yet applied to a frame.
+	aqm     codel
+	signals int
 }
+
+// maxSignals bounds the congestion signals waiting for a frame that can
+// carry one.
+const maxSignals = 4
 
 // outsideLoop receives datagrams on q's socket and handles them, frames
 // for here written to q's TAP queue, until a read fails, and returns its
@@ -44,6 +52,7 @@ func (e *Engine) outsideLoop(q Queue) error {
 		pkts:  make([]conn.Packet, outsideBatch),
 		b:     newBatch(e, q.Conn),
 		gro:   offload.NewCoalescer(),
+		aqm:   newCodel(aqmTarget, aqmInterval),
 		reply: make([]byte, 0, outsideBatch*64*(wire.HeaderLen+wire.HeartbeatLen)),
 	}
 	for i := range out.pkts {
@@ -55,13 +64,23 @@ func (e *Engine) outsideLoop(q Queue) error {
 			return fmt.Errorf("receive pipeline: reading from the underlay socket: %w", err)
 		}
 		out.now = e.o.Clock.Now().UnixNano()
-		for i := 0; i < n; i++ {
-			out.packet(&out.pkts[i])
-		}
-		out.flushTAP()
-		out.b.flush()
-		out.reply = out.reply[:0]
+		out.handle(n)
 	}
+}
+
+// handle processes the first n of pkts, as one read returned them.
+func (out *outside) handle(n int) {
+	for i := 0; i < n; i++ {
+		pk := &out.pkts[i]
+		// A read that did not fill pkts emptied the queue.
+		if pk.Stamp > 0 && out.aqm.dequeue(out.now, out.now-pk.Stamp, i == n-1 && n < len(out.pkts)) {
+			out.signals = min(out.signals+1, maxSignals)
+		}
+		out.packet(pk)
+	}
+	out.flushTAP()
+	out.b.flush()
+	out.reply = out.reply[:0]
 }
 
 // packet splits a received message (several datagrams when GRO coalesced
@@ -209,6 +228,17 @@ func (out *outside) deliver(src peer.Name, data []byte, tap bool) {
 	if p := e.peer(src); p != nil {
 		p.rxFrames.Add(1)
 		p.rxBytes.Add(uint64(len(eth)))
+	}
+	if out.signals > 0 {
+		switch signal(data) {
+		case congestionMarked:
+			out.signals--
+			e.stats.aqmMarked.Add(1)
+		case congestionDrop:
+			out.signals--
+			e.drops[DropAQM].Add(1) // not logged: a signal, not a fault
+			return
+		}
 	}
 	if out.gro.Full() {
 		out.flushTAP()

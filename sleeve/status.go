@@ -69,6 +69,9 @@ type Stats struct {
 	Relayed, FloodedOut uint64
 	ICMPSent, CutOut    uint64 // CutOut: frames sent as several datagrams (segments or fragments)
 	Coalesced, Merged   uint64 // received segments merged (Merged) into super-frames (Coalesced)
+	// AQMMarked counts received packets marked ECN CE by queue
+	// management; the segments it dropped are Drops["aqm"].
+	AQMMarked uint64
 	// Syscalls counts the system calls of the TAP queues and sockets
 	// that report theirs (sleeve/tap and sleeve/conn do).
 	Syscalls uint64
@@ -85,8 +88,9 @@ func (e *Engine) Stats() Stats {
 		Relayed: s.relayed.Load(), FloodedOut: s.floodedOut.Load(),
 		ICMPSent: s.icmpSent.Load(), CutOut: s.cutOut.Load(),
 		Coalesced: s.coalesced.Load(), Merged: s.merged.Load(),
-		Syscalls: e.syscalls(),
-		Drops:    e.Drops(),
+		AQMMarked: s.aqmMarked.Load(),
+		Syscalls:  e.syscalls(),
+		Drops:     e.Drops(),
 	}
 }
 

@@ -35,6 +35,21 @@ func parseOverflow(oob []byte) (uint32, bool) {
 	return binary.NativeEndian.Uint32(d), true
 }
 
+// parseStamp returns the kernel's receive time, in unix nanoseconds, from
+// an SCM_TIMESTAMPNS control message in oob, or 0 if there is none.
+func parseStamp(oob []byte) int64 {
+	d, ok := findCmsg(oob, unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS)
+	if !ok || len(d) < 16 {
+		return 0
+	}
+	sec := int64(binary.NativeEndian.Uint64(d))
+	nsec := int64(binary.NativeEndian.Uint64(d[8:]))
+	if sec <= 0 || nsec < 0 || nsec >= 1e9 || sec > 1<<33 {
+		return 0
+	}
+	return sec*1e9 + nsec
+}
+
 // findCmsg returns the data of the first control message of level and typ
 // in oob. It reads the headers field by field so that it neither
 // allocates nor depends on the alignment of oob.

@@ -119,3 +119,47 @@ func FuzzSnmpCounter(f *testing.F) {
 		snmpCounter(b, "Udp", "RcvbufErrors")
 	})
 }
+
+func stampCmsg(sec, nsec int64) []byte {
+	b := make([]byte, unix.CmsgSpace(16))
+	h := (*unix.Cmsghdr)(unsafePointer(&b[0]))
+	h.Level, h.Type = unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS
+	h.SetLen(unix.CmsgLen(16))
+	*(*int64)(unsafePointer(&b[unix.SizeofCmsghdr])) = sec
+	*(*int64)(unsafePointer(&b[unix.SizeofCmsghdr+8])) = nsec
+	return b
+}
+
+func TestParseStamp(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		oob  []byte
+		want int64
+	}{
+		{"empty", nil, 0},
+		{"stamp", stampCmsg(1_700_000_000, 123), 1_700_000_000_000_000_123},
+		{"after gro and overflow", append(append(groCmsg(unix.IPPROTO_UDP, unix.UDP_GRO, 1376),
+			groCmsg(unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 7)...), stampCmsg(5, 6)...), 5_000_000_006},
+		{"gro only", groCmsg(unix.IPPROTO_UDP, unix.UDP_GRO, 1376), 0},
+		{"nanoseconds out of range", stampCmsg(5, 1e9), 0},
+		{"negative", stampCmsg(-5, 0), 0},
+		{"truncated", stampCmsg(5, 6)[:unix.SizeofCmsghdr+8], 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := parseStamp(tc.oob); got != tc.want {
+				t.Fatalf("parseStamp = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzParseStamp(f *testing.F) {
+	f.Add(stampCmsg(1_700_000_000, 123))
+	f.Add(append(groCmsg(unix.IPPROTO_UDP, unix.UDP_GRO, 1), stampCmsg(1, 1)...))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if v := parseStamp(b); v < 0 {
+			t.Fatalf("negative stamp %d", v)
+		}
+	})
+}

@@ -42,7 +42,7 @@ const sendWindow = 128
 // other control message the kernel might add) on receive, and for the
 // UDP_SEGMENT uint16 on send.
 var (
-	recvOOBLen = unix.CmsgSpace(4) * 2 // UDP_GRO and SO_RXQ_OVFL
+	recvOOBLen = unix.CmsgSpace(4)*2 + unix.CmsgSpace(16) // UDP_GRO, SO_RXQ_OVFL and SO_TIMESTAMPNS
 	sendOOBLen = unix.CmsgSpace(2)
 )
 
@@ -70,6 +70,10 @@ type Packet struct {
 	N       int    // bytes received into Buf
 	Addr    netip.AddrPort
 	SegSize int // GRO: size of each coalesced datagram (the last may be shorter); 0 = one datagram
+	// Stamp is when the kernel received it (unix nanoseconds,
+	// CLOCK_REALTIME, SO_TIMESTAMPNS), so that the reader can tell how
+	// long it waited in the socket's queue; 0 where the kernel gave none.
+	Stamp int64
 }
 
 // OutPacket is one datagram to send, or with SegSize several.
@@ -114,6 +118,8 @@ type Conn struct {
 	// datagram received; ovfl says the kernel reports it.
 	overflow atomic.Uint32
 	ovfl     bool
+	// stamps says the kernel timestamps received datagrams.
+	stamps bool
 
 	gsoOffOnce sync.Once
 	closeOnce  sync.Once
@@ -197,6 +203,7 @@ func listenConn(o Options, reuse bool) (*Conn, error) {
 			c.gro = unix.SetsockoptInt(s, unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
 		}
 		c.ovfl = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1) == nil
+		c.stamps = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) == nil
 	})
 	if err == nil {
 		err = setupErr
@@ -301,7 +308,7 @@ func (c *Conn) ReadBatch(pkts []Packet) (int, error) {
 		h.Namelen = unix.SizeofSockaddrInet4
 		h.Iov = &r.iovs[i]
 		h.SetIovlen(1)
-		if c.gro || c.ovfl {
+		if c.gro || c.ovfl || c.stamps {
 			h.Control = &r.oob[i*recvOOBLen]
 			h.SetControllen(recvOOBLen)
 		} else {
@@ -325,6 +332,7 @@ func (c *Conn) ReadBatch(pkts []Packet) (int, error) {
 		p.N = int(m.Len)
 		p.Addr = mmsg.AddrPort4(&r.names[i])
 		p.SegSize = 0
+		p.Stamp = 0
 		if m.Hdr.Controllen > 0 {
 			oob := r.oob[i*recvOOBLen : i*recvOOBLen+int(m.Hdr.Controllen)]
 			if c.gro {
@@ -332,6 +340,9 @@ func (c *Conn) ReadBatch(pkts []Packet) (int, error) {
 			}
 			if v, ok := parseOverflow(oob); ok {
 				c.overflow.Store(v)
+			}
+			if c.stamps {
+				p.Stamp = parseStamp(oob)
 			}
 		}
 	}

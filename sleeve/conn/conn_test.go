@@ -485,3 +485,32 @@ func TestAllocs(t *testing.T) {
 		t.Fatalf("WriteBatch+ReadBatch allocate %.1f times per round", allocs)
 	}
 }
+
+// The kernel's receive time comes with each datagram, so that the engine
+// can tell how long it waited in the socket's queue.
+func TestReceiveStamp(t *testing.T) {
+	enterNewNS(t)
+	a := listen(t, Options{})
+	b := listen(t, Options{})
+	before := time.Now().UnixNano()
+	if err := a.WriteBatch([]OutPacket{{Bufs: [][]byte{[]byte("stamp")}, Addr: b.LocalAddr()}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // let it wait in the queue
+	if err := b.udp.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	pkts := newPackets(4, MinGROBuffer)
+	n, err := b.ReadBatch(pkts)
+	read := time.Now().UnixNano()
+	if err != nil || n != 1 {
+		t.Fatalf("ReadBatch = %d, %v", n, err)
+	}
+	s := pkts[0].Stamp
+	if s < before || s > read {
+		t.Fatalf("Stamp %d outside [%d, %d]", s, before, read)
+	}
+	if wait := time.Duration(read - s); wait < 20*time.Millisecond {
+		t.Fatalf("datagram waited %v by its stamp, at least 20ms by the clock", wait)
+	}
+}
