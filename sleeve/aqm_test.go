@@ -31,9 +31,10 @@ func TestCodel(t *testing.T) {
 		{"above target for less than an interval, nothing", []phase{
 			{interval - step, 2 * target, false}, {time.Millisecond, 0, false}, {interval - step, 2 * target, false},
 		}, []int{0, 0, 0}},
-		// Signals at now+interval/sqrt(count): after the first interval,
-		// at 10, 17.07, 22.85, 27.85, 32.32, 36.41, 40.19, 43.73, 47.06,
-		// 50.22, ... ms: 10 within 50 ms.
+		// The first signal once the sojourn has been above target for an
+		// interval, then each interval/sqrt(count) after the last: at 10,
+		// 20, 27.07, 32.85, 37.85, 42.32, 46.40, 50.18, 53.72 and 57.06
+		// ms, 10 within 60 ms.
 		{"above target, signals at the CoDel rate", []phase{{60 * time.Millisecond, 2 * target, false}}, []int{10}},
 		{"recovers below target", []phase{
 			{60 * time.Millisecond, 2 * target, false}, {time.Second, target / 2, false},
