@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hashicorp/memberlist"
+
+	"weavemesh.dev/weave/internal/clock"
 	"weavemesh.dev/weave/peer"
 )
 
@@ -80,7 +83,28 @@ type Config struct {
 	Datapath           string
 	FastdpPort         int
 	FastdpNoTxChecksum bool
+
+	// DataPlane DataPlaneNone runs the router without bridge, TAP, sleeve
+	// or kernel datapath: gossip, topology, IP allocation and weaveDNS
+	// only, needing neither root nor a network namespace, so that many
+	// routers share one process (router/inproc). Empty: the full router.
+	DataPlane string
+	// BindAddr is the address gossip binds (default gossip.DefaultBindAddr,
+	// every address).
+	BindAddr string
+	// Clock is the time source of the router's and gossip's own rounds
+	// (default the real clock).
+	Clock clock.Clock
+	// GossipTune adjusts memberlist's timings (see gossip.Config.Tune).
+	GossipTune func(*memberlist.Config)
 }
+
+// DataPlaneNone is Config.DataPlane for a router without a data plane.
+const DataPlaneNone = "none"
+
+// APIOff is Config.HTTPAddr for a router whose HTTP API does not listen
+// (Router.ServeHTTP still answers in the same process).
+const APIOff = "off"
 
 // withDefaults validates c and fills in defaults, naming any bad field.
 func (c Config) withDefaults() (Config, error) {
@@ -105,8 +129,16 @@ func (c Config) withDefaults() (Config, error) {
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = DefaultHTTPAddr
 	}
-	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
-		return c, fmt.Errorf("--http-addr %q: want host:port: %w", c.HTTPAddr, err)
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil && c.HTTPAddr != APIOff {
+		return c, fmt.Errorf("--http-addr %q: want host:port or %q: %w", c.HTTPAddr, APIOff, err)
+	}
+	switch c.DataPlane {
+	case "", DataPlaneNone:
+	default:
+		return c, fmt.Errorf("router: Config.DataPlane %q: want empty (the full router) or %q", c.DataPlane, DataPlaneNone)
+	}
+	if c.Clock == nil {
+		c.Clock = clock.Real
 	}
 	if c.MTU == 0 {
 		c.MTU = DefaultMTU
