@@ -42,7 +42,10 @@ const (
 	maintainEvery = time.Second
 	// forgetTopologyAfter drops the link state of a peer gone this long.
 	forgetTopologyAfter = 10 * time.Minute
-	leaveTimeout        = 3 * time.Second
+	// unknownTopologyGrace keeps the link state of a peer not (yet) a
+	// member this long.
+	unknownTopologyGrace = time.Minute
+	leaveTimeout         = 3 * time.Second
 	// sweepEvery is how many maintenance ticks pass between checks for
 	// endpoints whose namespace disappeared.
 	sweepEvery = 10
@@ -78,6 +81,9 @@ type Router struct {
 	// simDown are the peers a router without a data plane reports it
 	// cannot reach (SetLinksDown); guarded by mu.
 	simDown []peer.Name
+	// unknown is when refresh first met link state of a peer that is not
+	// a member; loop goroutine only.
+	unknown map[peer.Name]time.Time
 
 	// started are the features opened (features.go), hooks the same
 	// taking part in attach and detach; both set before the router is
@@ -112,12 +118,13 @@ func Start(ctx context.Context, cfg Config) (*Router, error) {
 		return nil, err
 	}
 	r := &Router{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		update: make(chan struct{}, 1),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
-		alive:  map[peer.Name]gossip.Member{},
+		cfg:     cfg,
+		log:     cfg.Logger,
+		update:  make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		alive:   map[peer.Name]gossip.Member{},
+		unknown: map[peer.Name]time.Time{},
 	}
 	var cleanup []func()
 	started := false
@@ -373,15 +380,31 @@ func (r *Router) refresh() {
 	if delta := r.topo.SetLocal(r.linksDown()); delta != nil {
 		r.publish(delta, alive)
 	}
+	// Members not usable for data are kept as long as gone ones.
+	since := make(map[peer.Name]time.Time, len(members))
+	for _, m := range members {
+		since[m.Name] = m.Since
+	}
 	r.topo.Prune(func(p peer.Name) bool {
 		if _, ok := alive[p]; ok {
+			delete(r.unknown, p)
 			return true
 		}
-		for _, m := range members {
-			if m.Name == p {
-				return now.Sub(m.Since) < forgetTopologyAfter
-			}
+		if t, ok := since[p]; ok {
+			delete(r.unknown, p)
+			return now.Sub(t) < forgetTopologyAfter
 		}
+		// Not a member yet: a joining peer's link state can arrive
+		// before the news of its join.
+		first, ok := r.unknown[p]
+		if !ok {
+			r.unknown[p] = now
+			return true
+		}
+		if now.Sub(first) < unknownTopologyGrace {
+			return true
+		}
+		delete(r.unknown, p)
 		return false
 	})
 	// Recomputed only when membership or link state changed: refresh runs

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -55,6 +56,8 @@ type Options struct {
 	Tune func(*memberlist.Config)
 	// Clock gives router i its clock; optional: the real clock.
 	Clock func(i int) clock.Clock
+	// CountBytes counts the gossip bytes each router sends (BytesSent).
+	CountBytes bool
 	// Logger receives every router's lines, each with "self" naming the
 	// router; optional: discards.
 	Logger *slog.Logger
@@ -65,6 +68,8 @@ type Options struct {
 type Mesh struct {
 	opts  Options
 	seeds string // --ipalloc-init of every router
+
+	sent []atomic.Uint64 // gossip bytes sent by each router (CountBytes)
 
 	mu      sync.Mutex // guards routers and cancels
 	routers []*router.Router
@@ -98,7 +103,8 @@ func New(o Options) (*Mesh, error) {
 		}
 		o.Net = n
 	}
-	m := &Mesh{opts: o, routers: make([]*router.Router, o.Size), cancels: make([]context.CancelFunc, o.Size)}
+	m := &Mesh{opts: o, routers: make([]*router.Router, o.Size), cancels: make([]context.CancelFunc, o.Size),
+		sent: make([]atomic.Uint64, o.Size)}
 	names := make([]string, o.Size)
 	for i := range names {
 		names[i] = m.Name(i).String()
@@ -175,7 +181,7 @@ func (m *Mesh) Config(i int, join ...int) router.Config {
 		// this router's own address.
 		DNSUpstream: []string{net.JoinHostPort(addr, strconv.Itoa(m.opts.Port+3))},
 		Clock:       m.opts.Clock(i),
-		GossipTune:  m.opts.Tune,
+		GossipTune:  m.tune(i),
 		Logger:      m.opts.Logger,
 	}
 }

@@ -3,6 +3,7 @@ package inproc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -31,7 +32,7 @@ func poll(t *testing.T, d time.Duration, what string, ok func() bool) {
 
 func startMesh(t *testing.T, n int) *Mesh {
 	t.Helper()
-	m, err := New(Options{Dir: t.TempDir(), Size: n, Tune: gossip.QuickTimings})
+	m, err := New(Options{Dir: t.TempDir(), Size: n, Tune: gossip.QuickTimings, CountBytes: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,16 +149,30 @@ func TestMeshConvergesAndReplicates(t *testing.T) {
 		return true
 	})
 
-	// A killed router is declared dead; a stopped one has left.
+	for i := 0; i < n; i++ {
+		if m.BytesSent(i) == 0 {
+			t.Errorf("router %d sent no gossip bytes", i)
+		}
+	}
+
+	// A killed router is declared dead; a stopped one is gone too (left,
+	// or dead where its leaving flag was not heard in time).
 	m.Kill(4)
 	m.Stop(3)
+	var last string
+	defer func() {
+		if t.Failed() {
+			t.Log(last)
+		}
+	}()
 	poll(t, 20*time.Second, "routers 3 and 4 gone everywhere", func() bool {
 		for _, i := range m.Running() {
 			st := map[peer.Name]gossip.MemberState{}
 			for _, mb := range m.Router(i).Gossip().Members() {
 				st[mb.Name] = mb.State
 			}
-			if st[m.Name(4)] != gossip.Dead || st[m.Name(3)] != gossip.Left {
+			if st[m.Name(4)] != gossip.Dead || (st[m.Name(3)] != gossip.Left && st[m.Name(3)] != gossip.Dead) {
+				last = fmt.Sprintf("router %d sees 3 %s, 4 %s", i, st[m.Name(3)], st[m.Name(4)])
 				return false
 			}
 		}
