@@ -394,19 +394,22 @@ func (r *Router) refresh() {
 			delete(r.unknown, p)
 			return now.Sub(t) < forgetTopologyAfter
 		}
-		// Not a member yet: a joining peer's link state can arrive
-		// before the news of its join.
+		// Not a member: a joining peer's link state can arrive before
+		// the news of its join, so it is kept a while. When it was first
+		// met is remembered longer, so the entry of a peer long gone,
+		// handed back by a peer that has not dropped it yet, goes at once.
 		first, ok := r.unknown[p]
 		if !ok {
 			r.unknown[p] = now
 			return true
 		}
-		if now.Sub(first) < unknownTopologyGrace {
-			return true
-		}
-		delete(r.unknown, p)
-		return false
+		return now.Sub(first) < unknownTopologyGrace
 	})
+	for p, first := range r.unknown {
+		if now.Sub(first) > forgetTopologyAfter {
+			delete(r.unknown, p)
+		}
+	}
 	// Recomputed only when membership or link state changed: refresh runs
 	// every second, and the flood trees cached with the routes survive.
 	r.routes.Update(routes.Graph{Self: r.name, Peers: names, Down: r.topo.Down()})

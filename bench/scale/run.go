@@ -49,6 +49,7 @@ type Result struct {
 	JoinIntervalS            float64            `json:"join_interval_s"`
 	JoinS                    float64            `json:"join_s"`
 	ConvergeS                float64            `json:"converge_s"`
+	ConvergeMembersS         float64            `json:"converge_members_s"` // membership alone
 	ChangeP50S               float64            `json:"change_p50_s"`
 	ChangeP99S               float64            `json:"change_p99_s"`
 	ChangeP99ByKind          map[string]float64 `json:"change_p99_s_by_kind"`
@@ -59,13 +60,38 @@ type Result struct {
 	CPUSPerMinPerRouter      float64            `json:"cpu_s_per_min_per_router"`
 	GossipBytesPerSPerRouter float64            `json:"gossip_bytes_per_s_per_router"`
 	GoroutinesPerRouter      float64            `json:"goroutines_per_router"`
-	SteadyWindowS            float64            `json:"steady_window_s"`
-	Trials                   int                `json:"trials_per_kind"`
-	Cores                    int                `json:"cores"`
-	Seed                     uint64             `json:"seed"`
+	// What gossip did in the steady window, per router per minute.
+	SteadyPerMinPerRouter steadyCounts `json:"steady_per_min_per_router"`
+	SteadyWindowS         float64      `json:"steady_window_s"`
+	Trials                int          `json:"trials_per_kind"`
+	Cores                 int          `json:"cores"`
+	Seed                  uint64       `json:"seed"`
 	// TimedOut names the measurements that did not settle within the
 	// timeout; their figures are the timeout.
 	TimedOut []string `json:"timed_out,omitempty"`
+}
+
+// steadyCounts are gossip's counters over the steady window.
+type steadyCounts struct {
+	PushPulls      float64 `json:"push_pulls"`
+	AEDigests      float64 `json:"ae_digests"`
+	AEStates       float64 `json:"ae_states"`
+	AEPulls        float64 `json:"ae_pulls"`
+	BroadcastsSent float64 `json:"broadcasts_sent"`
+}
+
+// gossipCounts sums gossip's counters over the running routers.
+func (b *bench) gossipCounts() steadyCounts {
+	var c steadyCounts
+	for _, i := range b.m.Running() {
+		s := b.m.Router(i).Gossip().Stats()
+		c.PushPulls += float64(s.PushPullSent)
+		c.AEDigests += float64(s.AEDigestsSent)
+		c.AEStates += float64(s.AEStatesSent)
+		c.AEPulls += float64(s.AEPulls)
+		c.BroadcastsSent += float64(s.BroadcastsSent)
+	}
+	return c
 }
 
 // dilate returns tune followed by every memberlist timer multiplied by k.
@@ -181,7 +207,18 @@ func (b *bench) names() []peer.Name {
 // as alive and holds its topology entry.
 func (b *bench) converge() error {
 	all := b.names()
-	took, ok := b.waitAll(time.Now(), func(_ int, r *router.Router) bool { return inproc.Sees(r, all) })
+	start := time.Now()
+	took, _ := b.waitAll(start, func(_ int, r *router.Router) bool {
+		alive := inproc.AliveSet(r)
+		for _, n := range all {
+			if !alive[n] {
+				return false
+			}
+		}
+		return true
+	})
+	b.res.ConvergeMembersS = seconds(took)
+	took, ok := b.waitAll(start, func(_ int, r *router.Router) bool { return inproc.Sees(r, all) })
 	b.res.ConvergeS = seconds(took)
 	if !ok {
 		b.timedOut("converge_s")
@@ -200,7 +237,7 @@ func (b *bench) steady() error {
 	if err != nil {
 		return err
 	}
-	bytes0, t0 := b.m.TotalBytesSent(), time.Now()
+	bytes0, t0, counts0 := b.m.TotalBytesSent(), time.Now(), b.gossipCounts()
 	if err := b.sleep(b.p.Steady); err != nil {
 		return err
 	}
@@ -210,6 +247,13 @@ func (b *bench) steady() error {
 	}
 	wall, bytes1 := time.Since(t0), b.m.TotalBytesSent()
 	n := len(b.m.Running())
+	counts1 := b.gossipCounts()
+	per := func(x1, x0 float64) float64 { return round3((x1 - x0) / wall.Minutes() / float64(n)) }
+	b.res.SteadyPerMinPerRouter = steadyCounts{
+		PushPulls: per(counts1.PushPulls, counts0.PushPulls), AEDigests: per(counts1.AEDigests, counts0.AEDigests),
+		AEStates: per(counts1.AEStates, counts0.AEStates), AEPulls: per(counts1.AEPulls, counts0.AEPulls),
+		BroadcastsSent: per(counts1.BroadcastsSent, counts0.BroadcastsSent),
+	}
 	b.res.CPUSPerMinPerRouter = round3(cpuPerMinPerRouter(cpu1-cpu0, wall, n))
 	b.res.GossipBytesPerSPerRouter = round3(float64(bytes1-bytes0) / wall.Seconds() / float64(n))
 	b.res.GoroutinesPerRouter = round3(float64(runtime.NumGoroutine()) / float64(n))
