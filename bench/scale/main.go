@@ -38,6 +38,8 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 		verbose = fs.Bool("v", false, "log the routers' warnings and the steps to stderr")
 		tune    = fs.String("tune", "default", "memberlist timings before dilation: default (the gossip package's) or lan (memberlist's LAN defaults)")
 		seed    = fs.Uint64("seed", 0, "random seed (0: from the clock)")
+		cpuProf = fs.String("cpuprofile", "", "write a CPU profile of the steady window to this file")
+		memProf = fs.String("memprofile", "", "write a heap profile at the end of the steady window to this file")
 	)
 	fs.IntVar(&p.Peers, "peers", 100, "routers to run")
 	fs.Float64Var(&p.Dilate, "dilate", 1, "multiply every gossip timer by this (slower gossip for more peers on few cores)")
@@ -72,6 +74,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	default:
 		return fmt.Errorf("-tune %q: want default or lan", *tune)
 	}
+	p.CPUProfile, p.MemProfile = *cpuProf, *memProf
 	p.Seed = *seed
 	if p.Seed == 0 {
 		p.Seed = uint64(time.Now().UnixNano())

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,6 +38,9 @@ type Params struct {
 	Dir       string // data directories; removed at the end
 	Port      int    // gossip port of every router (0: router.DefaultPort)
 	Logger    *slog.Logger
+	// CPUProfile and MemProfile, when set, are files for a CPU profile of
+	// the steady window and a heap profile at its end.
+	CPUProfile, MemProfile string
 	// Tune is the memberlist tuning of every router before dilation
 	// (nil: the gossip package's defaults).
 	Tune func(*memberlist.Config)
@@ -238,7 +242,16 @@ func (b *bench) steady() error {
 		return err
 	}
 	bytes0, t0, counts0 := b.m.TotalBytesSent(), time.Now(), b.gossipCounts()
-	if err := b.sleep(b.p.Steady); err != nil {
+	stopProfile, err := startCPUProfile(b.p.CPUProfile)
+	if err != nil {
+		return err
+	}
+	err = b.sleep(b.p.Steady)
+	stopProfile()
+	if err != nil {
+		return err
+	}
+	if err := writeHeapProfile(b.p.MemProfile); err != nil {
 		return err
 	}
 	cpu1, err := cpuTime()
@@ -477,6 +490,39 @@ func (b *bench) sleep(d time.Duration) error {
 	case <-b.ctx.Done():
 		return b.ctx.Err()
 	}
+}
+
+// startCPUProfile starts a CPU profile into path, if set, and returns
+// what stops it.
+func startCPUProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
+// writeHeapProfile writes a heap profile to path, if set.
+func writeHeapProfile(path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return pprof.Lookup("heap").WriteTo(f, 0)
 }
 
 // lanDefaults undoes the gossip package's own choices, for comparison:
