@@ -40,9 +40,14 @@ type Options struct {
 	// Dir is the parent of the routers' data directories (required).
 	Dir string
 	// Size is how many routers the mesh may hold (required): their names
-	// are fixed up front, and IP allocation splits its range among all of
-	// them (seed mode), so no consensus round depends on who joined.
+	// are fixed up front.
 	Size int
+	// Seeds is how many of the first routers IP allocation splits its
+	// range among at the start (seed mode, so no consensus round depends
+	// on who joined); the others get space by donation when they first
+	// allocate, as in a mesh launched with a few initial peers. Optional:
+	// 3, or Size if smaller.
+	Seeds int
 	// Net is the second octet of the routers' loopback addresses;
 	// optional: a free one is picked from 16-250.
 	Net uint8
@@ -105,7 +110,14 @@ func New(o Options) (*Mesh, error) {
 	}
 	m := &Mesh{opts: o, routers: make([]*router.Router, o.Size), cancels: make([]context.CancelFunc, o.Size),
 		sent: make([]atomic.Uint64, o.Size)}
-	names := make([]string, o.Size)
+	if o.Seeds == 0 {
+		o.Seeds = min(3, o.Size)
+	}
+	if o.Seeds < 1 || o.Seeds > o.Size {
+		return nil, fmt.Errorf("inproc: Options.Seeds %d: want 1-%d", o.Seeds, o.Size)
+	}
+	m.opts.Seeds = o.Seeds
+	names := make([]string, o.Seeds)
 	for i := range names {
 		names[i] = m.Name(i).String()
 	}

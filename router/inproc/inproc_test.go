@@ -222,7 +222,7 @@ func TestNameIndexRoundTrip(t *testing.T) {
 	if a := m.Addr(250); a != netip.MustParseAddr("127.200.1.1") {
 		t.Errorf("Addr(250) = %s", a)
 	}
-	for _, o := range []Options{{Size: 1}, {Dir: "x"}, {Dir: "x", Size: MaxSize + 1}, {Dir: "x", Size: 1, Port: 65535}} {
+	for _, o := range []Options{{Size: 1}, {Dir: "x"}, {Dir: "x", Size: MaxSize + 1}, {Dir: "x", Size: 1, Port: 65535}, {Dir: "x", Size: 2, Seeds: 3}} {
 		if _, err := New(o); err == nil {
 			t.Errorf("New(%+v) succeeded", o)
 		}
