@@ -42,6 +42,9 @@ const (
 	aeReply = 1
 	// aeQueueLen bounds full states waiting to be sent.
 	aeQueueLen = 16
+	// aePullEvery is how many rounds pass at least between two
+	// membership push-pulls of one peer.
+	aePullEvery = 30
 )
 
 // Digester is a State that can summarise itself: equal states have equal
@@ -298,11 +301,18 @@ func (n *Node) aeCompare(from peer.Name, s aeSummary) {
 }
 
 // pullMembers runs a memberlist push-pull with m, in the background, one
-// at a time.
+// at a time and at most once per aePullEvery rounds: a full exchange
+// costs both sides CPU, and while a member is joining or failing, views
+// differ everywhere at once.
 func (n *Node) pullMembers(m Member) {
+	now := time.Now().UnixNano()
+	if last := n.aeLastPull.Load(); last != 0 && time.Duration(now-last) < aePullEvery*n.aeInterval {
+		return
+	}
 	if !n.aePulling.CompareAndSwap(false, true) {
 		return
 	}
+	n.aeLastPull.Store(now)
 	if err := n.begin("anti-entropy"); err != nil {
 		n.aePulling.Store(false)
 		return
@@ -338,6 +348,7 @@ func (n *Node) aeFailed(to peer.Name, err error) {
 
 // aeState is the Node's anti-entropy machinery.
 type aeState struct {
-	aeAsync   *asyncSender // full states, over TCP; stopped by Shutdown
-	aePulling atomic.Bool  // a membership push-pull is in flight
+	aeAsync    *asyncSender // full states, over TCP; stopped by Shutdown
+	aePulling  atomic.Bool  // a membership push-pull is in flight
+	aeLastPull atomic.Int64 // when the last one started, unix nanoseconds
 }

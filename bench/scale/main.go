@@ -36,7 +36,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 		asJSON  = fs.Bool("json", false, "print the result as one JSON object (default: indented)")
 		quick   = fs.Bool("quick", false, "short windows and 3 trials per kind, for a quick look")
 		verbose = fs.Bool("v", false, "log the routers' warnings and the steps to stderr")
-		tune    = fs.String("tune", "default", "memberlist timings before dilation: default (the gossip package's) or lan (memberlist's LAN defaults)")
+		tune    = fs.String("tune", "default", "memberlist timings before dilation: default (the gossip package's), lan (memberlist's LAN defaults) or fast (gossip every 100ms to 4 peers)")
 		seed    = fs.Uint64("seed", 0, "random seed (0: from the clock)")
 		cpuProf = fs.String("cpuprofile", "", "write a CPU profile of the steady window to this file")
 		memProf = fs.String("memprofile", "", "write a heap profile at the end of the steady window to this file")
@@ -71,8 +71,10 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	case "default":
 	case "lan":
 		p.Tune = lanDefaults
+	case "fast":
+		p.Tune = fastGossip
 	default:
-		return fmt.Errorf("-tune %q: want default or lan", *tune)
+		return fmt.Errorf("-tune %q: want default, lan or fast", *tune)
 	}
 	p.CPUProfile, p.MemProfile = *cpuProf, *memProf
 	p.Seed = *seed

@@ -525,6 +525,12 @@ func writeHeapProfile(path string) error {
 	return pprof.Lookup("heap").WriteTo(f, 0)
 }
 
+// fastGossip gossips twice as often, to one peer more.
+func fastGossip(c *memberlist.Config) {
+	c.GossipInterval = 100 * time.Millisecond
+	c.GossipNodes = 4
+}
+
 // lanDefaults undoes the gossip package's own choices, for comparison:
 // memberlist's LAN defaults as they are.
 func lanDefaults(c *memberlist.Config) {
