@@ -331,3 +331,27 @@ func (s *Store) mergeOwnSnapshotLocked(sn snapshot) []wireRecord {
 	}
 	return out
 }
+
+// Digest summarises what FullState lists, for the gossip layer's
+// anti-entropy (gossip.Digester): equal per-owner digests give an equal
+// sum whatever the order.
+func (s *Store) Digest() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var d uint64
+	for owner, os := range s.owners {
+		if len(os.entries) == 0 && os.floor == 0 {
+			continue
+		}
+		d += mix64(uint64(owner) ^ mix64(os.floor^mix64(os.hash)))
+	}
+	return d
+}
+
+// mix64 is the splitmix64 finaliser.
+func mix64(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}

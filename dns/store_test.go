@@ -320,10 +320,16 @@ func TestStorePushPullRepairs(t *testing.T) {
 	}
 	m.drop() // b never hears
 	wantLookup(t, b, web)
+	if a.Digest() == b.Digest() {
+		t.Error("anti-entropy digests equal while b misses a record")
+	}
 	m.pushPull(a, b)
 	wantLookup(t, b, web, "10.32.1.5")
 	if string(stripSender(a.FullState())) != string(stripSender(b.FullState())) {
 		t.Error("digests differ after push-pull")
+	}
+	if a.Digest() != b.Digest() {
+		t.Error("anti-entropy digests differ after push-pull")
 	}
 	// A removal b missed is repaired the same way.
 	a.RemoveEndpoint("ep1")

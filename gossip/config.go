@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -62,6 +63,11 @@ type Config struct {
 	// Clock times the rejoin rounds, backoff, expiry and member state
 	// changes (not memberlist's own timers); optional: the real clock.
 	Clock Clock
+
+	// AntiEntropyInterval is how often this peer sends one random member
+	// its digests (gossip/antientropy.go); optional: memberlist's probe
+	// interval; negative: never.
+	AntiEntropyInterval time.Duration
 
 	// Tune, when set, adjusts memberlist timings (QuickTimings, or
 	// memberlist.DefaultWANConfig values for a wide-area mesh). It runs
@@ -232,4 +238,23 @@ func (c Config) memberlistConfig(n *Node) *memberlist.Config {
 	mc.LogOutput = nil
 	mc.Logger = newMemberlistLogger(c.Logger, n.logLimit)
 	return mc
+}
+
+// advertiseHint lists this host's global IPv4 addresses, as candidates for
+// --advertise-addr.
+func advertiseHint() string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return ""
+	}
+	var ips []string
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() && p.Addr().IsGlobalUnicast() {
+			ips = append(ips, p.Addr().String())
+		}
+	}
+	if len(ips) == 0 {
+		return ""
+	}
+	return " (this host has " + strings.Join(ips, ", ") + ")"
 }

@@ -28,6 +28,10 @@ func (d *delegate) NotifyMsg(b []byte) {
 		n.decodeError("message", err)
 		return
 	}
+	if f.kind == kindUnicast && string(f.channel) == aeChannel {
+		n.handleAE(f.from, f.payload)
+		return
+	}
 	ch := n.channels.Load().byName[string(f.channel)]
 	if ch == nil {
 		// A channel a newer peer has and this one does not.

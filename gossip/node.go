@@ -16,7 +16,6 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,6 +56,8 @@ type Node struct {
 	// restarted peer's deltas are newer than its previous run's.
 	seq   atomic.Uint64
 	relay *relaySeen
+	aeState
+	aeInterval time.Duration // anti-entropy round; not positive: off
 
 	// cbMu fences delegate callbacks against Shutdown: callbacks hold it
 	// for reading, Shutdown takes it for writing once closed is set, so no
@@ -106,6 +107,8 @@ func New(cfg Config) (*Node, error) {
 	n.setMeta(false)
 
 	mc := cfg.memberlistConfig(n)
+	n.aeInterval = n.aeEvery(mc)
+	n.aeAsync = newAsyncSender(aeQueueLen, n.aeSend, n.aeFailed)
 	n.maxFrame = mc.UDPBufferSize - compoundHeaderOverhead - compoundOverhead - userMsgOverhead
 	if mc.Label != "" {
 		n.maxFrame -= 2 + len(mc.Label)
@@ -153,6 +156,9 @@ func (n *Node) setMeta(leaving bool) {
 func (n *Node) Register(name string, s State) (*Channel, error) {
 	if err := checkChannelName(name); err != nil {
 		return nil, fmt.Errorf("gossip: register: %w", err)
+	}
+	if name == aeChannel {
+		return nil, fmt.Errorf("gossip: register channel %q: the name is reserved for anti-entropy", name)
 	}
 	if s == nil {
 		return nil, fmt.Errorf("gossip: register channel %q: State is nil", name)
@@ -213,6 +219,10 @@ func (n *Node) Start(ctx context.Context, peers []string) error {
 	stop()
 	cancelRound()
 	go n.loop(loopCtx, n.cfg.Clock.NewTicker(n.cfg.RejoinInterval))
+	if n.aeInterval > 0 {
+		n.wg.Add(1)
+		go n.aeLoop(loopCtx, n.aeInterval)
+	}
 	return nil
 }
 
@@ -318,6 +328,7 @@ func (n *Node) Shutdown() error {
 	for _, c := range n.channels.Load().list {
 		c.async.stop()
 	}
+	n.aeAsync.stop()
 	err := n.ml.Shutdown()
 	n.cbMu.Lock() // wait for callbacks in flight
 	n.cbMu.Unlock()
@@ -357,25 +368,6 @@ func (n *Node) normalize(peers []string) ([]string, error) {
 		out = append(out, a)
 	}
 	return out, nil
-}
-
-// advertiseHint lists this host's global IPv4 addresses, as candidates for
-// --advertise-addr.
-func advertiseHint() string {
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return ""
-	}
-	var ips []string
-	for _, a := range addrs {
-		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() && p.Addr().IsGlobalUnicast() {
-			ips = append(ips, p.Addr().String())
-		}
-	}
-	if len(ips) == 0 {
-		return ""
-	}
-	return " (this host has " + strings.Join(ips, ", ") + ")"
 }
 
 // loop runs a rejoin round on every tick of t (every RejoinInterval)
@@ -535,6 +527,7 @@ type counters struct {
 	decodeErrors, mergeErrors, unknownChannel                               atomic.Uint64
 	joinAttempts, joinFailures, rejoinRounds                                atomic.Uint64
 	bytes                                                                   byteCounters
+	aeDigestsSent, aeStatesSent, aeStatesReceived, aePulls                  atomic.Uint64
 }
 
 // Stats are counters since New.
@@ -558,6 +551,13 @@ type Stats struct {
 	JoinFailures       uint64
 	RejoinRounds       uint64
 	Bytes              ByteStats // of the messages above
+	// Anti-entropy (gossip/antientropy.go): digest datagrams sent, full
+	// states sent and received because digests differed, and membership
+	// push-pulls run because a peer saw more members alive.
+	AEDigestsSent    uint64
+	AEStatesSent     uint64
+	AEStatesReceived uint64
+	AEPulls          uint64
 }
 
 // Stats returns the counters.
@@ -583,5 +583,9 @@ func (n *Node) Stats() Stats {
 		JoinFailures:       c.joinFailures.Load(),
 		RejoinRounds:       c.rejoinRounds.Load(),
 		Bytes:              c.bytes.stats(),
+		AEDigestsSent:      c.aeDigestsSent.Load(),
+		AEStatesSent:       c.aeStatesSent.Load(),
+		AEStatesReceived:   c.aeStatesReceived.Load(),
+		AEPulls:            c.aePulls.Load(),
 	}
 }

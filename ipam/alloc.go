@@ -418,6 +418,8 @@ func (a *Allocator) TryAllocate(owner string, subnet netip.Prefix) (netip.Prefix
 		a.mu.Unlock()
 		return netip.Prefix{}, fmt.Errorf("ipam: record allocation of %s: %w", numAddr(addr), err)
 	}
+	// The next tick gossips the new count now rather than within a second.
+	a.Kick()
 	return netip.PrefixFrom(numAddr(addr), subnet.Bits()), nil
 }
 

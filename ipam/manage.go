@@ -75,6 +75,9 @@ func (a *Allocator) release(match func(owner string, addr uint32) bool) []netip.
 		delete(a.allocs, n)
 	}
 	a.mu.Unlock()
+	if len(nums) > 0 {
+		a.Kick()
+	}
 	if err := a.store.DeleteAllocs(nums); err != nil {
 		// The addresses stay recorded on disk: after a restart they are
 		// released again by reconcile, never handed out twice.

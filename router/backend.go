@@ -50,7 +50,7 @@ func (r *Router) Status(ctx context.Context) (api.Status, error) {
 		Datapaths:   map[string]int{},
 		Fastdp:      r.kdp.status(),
 	}
-	if r.gossip == nil || r.sleeve == nil {
+	if r.gossip == nil {
 		return st, nil
 	}
 	st.Peers = 1
@@ -58,6 +58,10 @@ func (r *Router) Status(ctx context.Context) (api.Status, error) {
 		if m.Name != r.name && (m.State == gossip.Alive || m.State == gossip.Suspect) {
 			st.Peers++
 		}
+	}
+	if r.sleeve == nil {
+		st.Datapaths[DataPlaneNone] = st.Peers - 1
+		return st, nil
 	}
 	conns, _ := r.Connections(ctx)
 	for _, c := range conns {
@@ -217,6 +221,9 @@ func (r *Router) Attach(ctx context.Context, req api.AttachRequest) (api.Endpoin
 	if err := r.checkReady(); err != nil {
 		return api.Endpoint{}, err
 	}
+	if r.bridge == nil {
+		return api.Endpoint{}, errNoDataPlane()
+	}
 	if req.Netns == "" {
 		return api.Endpoint{}, api.BadRequest("netns is required")
 	}
@@ -312,6 +319,9 @@ func (r *Router) Detach(ctx context.Context, req api.DetachRequest) (api.Endpoin
 	if err := r.checkReady(); err != nil {
 		return api.Endpoint{}, err
 	}
+	if r.bridge == nil {
+		return api.Endpoint{}, errNoDataPlane()
+	}
 	if req.Netns == "" {
 		return api.Endpoint{}, api.BadRequest("netns is required")
 	}
@@ -352,6 +362,9 @@ func (r *Router) forgetEndpoint(ctx context.Context, ep api.Endpoint) {
 // container exited without weave detach), so their addresses and names are
 // released.
 func (r *Router) sweepEndpoints(ctx context.Context) {
+	if r.bridge == nil {
+		return
+	}
 	for _, rec := range r.eps.list() {
 		if _, err := r.bridge.Inspect(rec.Netns); endpointGone(err) {
 			r.log.Info("endpoint's namespace is gone; releasing it", "netns", rec.Netns, "cidrs", rec.CIDRs)
@@ -367,6 +380,10 @@ func (r *Router) Endpoints(ctx context.Context) ([]api.Endpoint, error) {
 	}
 	var out []api.Endpoint
 	for _, rec := range r.eps.list() {
+		if r.bridge == nil {
+			out = append(out, api.Endpoint{ID: rec.ID, Netns: rec.Netns, CIDRs: rec.CIDRs, Name: rec.Name})
+			continue
+		}
 		ep, err := r.bridge.Inspect(rec.Netns)
 		if err != nil {
 			out = append(out, api.Endpoint{ID: rec.ID, Netns: rec.Netns, CIDRs: rec.CIDRs, Name: rec.Name})

@@ -10,7 +10,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hashicorp/memberlist"
+
 	"weavemesh.dev/weave/api"
+	"weavemesh.dev/weave/internal/clock"
 	"weavemesh.dev/weave/peer"
 	"weavemesh.dev/weave/sleeve/secure"
 )
@@ -93,6 +96,19 @@ type Config struct {
 	// AES instructions, else ChaCha20-Poly1305), "aes-256-gcm" or
 	// "chacha20-poly1305" (sleeve/secure ParseCipher).
 	SleeveCipher string
+	// DataPlane DataPlaneNone runs the router without bridge, TAP, sleeve
+	// or kernel datapath: gossip, topology, IP allocation and weaveDNS
+	// only, needing neither root nor a network namespace, so that many
+	// routers share one process (router/inproc). Empty: the full router.
+	DataPlane string
+	// BindAddr is the address gossip binds (default gossip.DefaultBindAddr,
+	// every address).
+	BindAddr string
+	// Clock is the time source of the router's and gossip's own rounds
+	// (default the real clock).
+	Clock clock.Clock
+	// GossipTune adjusts memberlist's timings (see gossip.Config.Tune).
+	GossipTune func(*memberlist.Config)
 }
 
 // MaxSleevePipelines caps Config.SleevePipelines.
@@ -101,6 +117,13 @@ const MaxSleevePipelines = 16
 // DefaultSleevePipelines is one pipeline per CPU, at most 4: more than
 // the flows a host usually carries at full rate gains nothing.
 func DefaultSleevePipelines() int { return min(runtime.NumCPU(), 4) }
+
+// DataPlaneNone is Config.DataPlane for a router without a data plane.
+const DataPlaneNone = "none"
+
+// APIOff is Config.HTTPAddr for a router whose HTTP API does not listen
+// (Router.ServeHTTP still answers in the same process).
+const APIOff = "off"
 
 // withDefaults validates c and fills in defaults, naming any bad field.
 func (c Config) withDefaults() (Config, error) {
@@ -134,8 +157,18 @@ func (c Config) withDefaults() (Config, error) {
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = DefaultHTTPAddr
 	}
-	if _, err := api.ParseAddr(c.HTTPAddr); err != nil {
-		return c, fmt.Errorf("--http-addr %w", err)
+	if c.HTTPAddr != APIOff {
+		if _, err := api.ParseAddr(c.HTTPAddr); err != nil {
+			return c, fmt.Errorf("--http-addr %w", err)
+		}
+	}
+	switch c.DataPlane {
+	case "", DataPlaneNone:
+	default:
+		return c, fmt.Errorf("router: Config.DataPlane %q: want empty (the full router) or %q", c.DataPlane, DataPlaneNone)
+	}
+	if c.Clock == nil {
+		c.Clock = clock.Real
 	}
 	if c.MTU == 0 {
 		c.MTU = DefaultMTU

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"time"
 
 	"weavemesh.dev/weave/api"
 	"weavemesh.dev/weave/dns/dnsfeature"
@@ -38,10 +39,14 @@ const (
 var DefaultIPAllocRange = ipamfeature.DefaultRange
 
 func (c Config) ipamOptions() ipamfeature.Options {
+	var now func() time.Time
+	if c.Clock != nil {
+		now = c.Clock.Now
+	}
 	return ipamfeature.Options{
 		Range: c.IPAllocRange, DefaultSubnet: c.IPAllocDefaultSubnet, Init: c.IPAllocInit,
 		ReclaimAfter: c.IPAllocReclaimAfter, OverlapOK: c.IPAllocOverlapOK,
-		Peers: c.Peers, Port: c.Port, AdvertiseAddr: c.AdvertiseAddr,
+		Peers: c.Peers, Port: c.Port, AdvertiseAddr: c.AdvertiseAddr, Now: now,
 	}
 }
 
@@ -80,7 +85,7 @@ func (r *Router) startFeatures(ctx context.Context, fs []feature.Feature) error 
 	h := feature.Host{
 		Self: r.name, Nickname: r.cfg.Nickname, DataDir: r.cfg.DataDir, Logger: r.log,
 		Members: r.gossip.Members, Ready: r.checkReady, Endpoints: r.registered,
-		Bridge: hostBridge{r.bridge}, Connections: r.Connections, Peers: r.Peers, Datapaths: r.datapathStats, Gossip: r.gossip.Stats,
+		Bridge: r.hostBridge(), Connections: r.Connections, Peers: r.Peers, Datapaths: r.datapathStats, Gossip: r.gossip.Stats,
 		Terminations: r.ended.Counts,
 		Feature: func(name string) (feature.Feature, bool) {
 			for _, f := range r.started {

@@ -33,6 +33,9 @@ func (r *Router) serveReset(req *http.Request) (any, error) {
 			ours[netdev.HostIfacePrefix+ep.ID[:8]] = true // how netdev names the host end
 		}
 	}
+	if r.bridge == nil {
+		return nil, errNoDataPlane()
+	}
 	if eps, err := r.bridge.Endpoints(); err == nil {
 		var foreign []string
 		for _, ep := range eps {

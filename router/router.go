@@ -41,7 +41,10 @@ const (
 	maintainEvery = time.Second
 	// forgetTopologyAfter drops the link state of a peer gone this long.
 	forgetTopologyAfter = 10 * time.Minute
-	leaveTimeout        = 3 * time.Second
+	// unknownTopologyGrace keeps the link state of a peer not (yet) a
+	// member this long.
+	unknownTopologyGrace = time.Minute
+	leaveTimeout         = 3 * time.Second
 	// sweepEvery is how many maintenance ticks pass between checks for
 	// endpoints whose namespace disappeared.
 	sweepEvery = 10
@@ -71,6 +74,15 @@ type Router struct {
 	update  chan struct{} // cap 1: links or topology changed
 	stop    chan struct{} // closed by the API's stop
 	stopped sync.Once
+	killed  atomic.Bool   // stop without leaving (Kill)
+	done    chan struct{} // closed when the router has stopped
+
+	// simDown are the peers a router without a data plane reports it
+	// cannot reach (SetLinksDown); guarded by mu.
+	simDown []peer.Name
+	// unknown is when refresh first met link state of a peer that is not
+	// a member; loop goroutine only.
+	unknown map[peer.Name]time.Time
 
 	// started are the features opened (features.go), hooks the same
 	// taking part in attach and detach; both set before the router is
@@ -78,7 +90,7 @@ type Router struct {
 	started []feature.Feature
 	hooks   []feature.EndpointHook
 
-	mu    sync.Mutex // guards alive
+	mu    sync.Mutex // guards alive and simDown
 	alive map[peer.Name]gossip.Member
 
 	// refused and ended are kept by the loop goroutine (refresh).
@@ -89,107 +101,85 @@ type Router struct {
 // Run runs a router until ctx is cancelled or the API asks it to stop, then
 // leaves the mesh cleanly.
 func Run(ctx context.Context, cfg Config) error {
-	cfg, err := cfg.withDefaults()
+	r, err := Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
+	return r.Wait()
+}
+
+// Start starts a router and returns once it is ready. It runs until ctx
+// is cancelled, the API or Stop asks it to stop (it then leaves the mesh
+// cleanly) or Kill; Wait waits for the end.
+func Start(ctx context.Context, cfg Config) (*Router, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
 	if protoErr != nil {
-		return protoErr
+		return nil, protoErr
 	}
 	features, err := cfg.features()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r := &Router{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		update: make(chan struct{}, 1),
-		stop:   make(chan struct{}),
-		alive:  map[peer.Name]gossip.Member{},
+		cfg:     cfg,
+		log:     cfg.Logger,
+		update:  make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		alive:   map[peer.Name]gossip.Member{},
+		unknown: map[peer.Name]time.Time{},
 	}
 	var cleanup []func()
+	started := false
 	defer func() {
-		for i := len(cleanup) - 1; i >= 0; i-- {
-			cleanup[i]()
+		if !started {
+			runCleanup(cleanup)
 		}
 	}()
 	unlock, err := lockDataDir(cfg.DataDir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cleanup = append(cleanup, unlock)
 	if err := r.identity(); err != nil {
-		return err
+		return nil, err
 	}
 	r.log = r.log.With("self", r.name.String())
 	if r.eps, err = loadEndpoints(cfg.DataDir); err != nil {
-		return err
+		return nil, err
 	}
-
-	if r.bridge, err = netdev.EnsureBridge(netdev.BridgeOptions{Name: BridgeName, MTU: cfg.MTU}); err != nil {
-		return fmt.Errorf("set up bridge %s: %w", BridgeName, err)
-	}
-	cleanup = append(cleanup, func() { r.bridge.Close() })
-	dev, err := tap.Open(tap.Options{Name: TAPName, MTU: cfg.MTU, Offload: true, Queues: cfg.SleevePipelines, Logger: r.log})
-	if err != nil {
-		return fmt.Errorf("open TAP %s: %w", TAPName, err)
-	}
-	if err := r.bridge.AddPort(TAPName); err != nil {
-		dev.Close()
-		return fmt.Errorf("attach %s to bridge: %w", TAPName, err)
-	}
-	if r.kdp, err = startKernelDP(cfg, BridgeName, r.name, r.poke, r.log); err != nil {
-		dev.Close()
-		return err
-	}
-	cleanup = append(cleanup, r.kdp.close)
-	// One socket per TAP queue (fewer when the TAP has no offloads).
-	taps := dev.Queues()
-	udps, err := conn.ListenGroup(conn.Options{Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(cfg.DataPort)), Logger: r.log}, len(taps))
-	if err != nil {
-		dev.Close()
-		return fmt.Errorf("listen for sleeve traffic on udp port %d (is another router running? change it with --data-port): %w", cfg.DataPort, err)
-	}
-	taps = pairQueues(taps, len(udps))
 
 	r.macs = macs.New(0, nil)
 	r.routes = routes.NewTable(r.name)
 	r.topo = topology.New(r.name, r.poke)
 	keys, sec, err := r.encryption()
 	if err != nil {
-		dev.Close()
-		closeConns(udps)
-		return err
+		return nil, err
 	}
-	r.sleeve, err = sleeve.New(sleeve.Options{
-		Self: r.name, Device: dev, Conn: udps[0], Queues: sleeveQueues(taps, udps), Mesh: meshView{r.macs, r.routes},
-		OverlayMTU: cfg.MTU, OnLinkChange: r.poke, Secure: sec, Logger: r.log,
-	})
-	if err != nil {
-		dev.Close()
-		closeConns(udps)
-		return err
+	if cfg.DataPlane != DataPlaneNone {
+		if err := r.startDataPlane(sec, &cleanup); err != nil {
+			return nil, err
+		}
 	}
-	r.sleeve.Start()
-	cleanup = append(cleanup, func() { r.sleeve.Close() })
-	r.dp = newSupervisor(datapathSleeve, r.sleeve, r.log)
-	r.dp.start()
-	cleanup = append(cleanup, r.dp.close)
 
 	r.gossip, err = gossip.New(gossip.Config{
-		Name: r.name, Nickname: cfg.Nickname, Port: cfg.Port,
+		Name: r.name, Nickname: cfg.Nickname, BindAddr: cfg.BindAddr, Port: cfg.Port,
 		AdvertiseAddr: cfg.AdvertiseAddr, DataPort: cfg.DataPort,
 		ProtoMin: protoMin, ProtoMax: protoMax, Version: cfg.Version,
 		Fastdp:  r.kdp.gossipMeta(),
 		DataDir: cfg.DataDir, Logger: r.log,
 		SecretKey: keys.gossip, Label: "weave/" + cfg.MeshName,
+		Clock: cfg.Clock, Tune: cfg.GossipTune,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cleanup = append(cleanup, func() { r.gossip.Shutdown() })
 	if r.topoCh, err = r.gossip.Register(topologyChannel, r.topo); err != nil {
-		return err
+		return nil, err
 	}
 	r.topoCh.OnMessage(func(from peer.Name, msg []byte) {
 		if _, err := r.topo.MergeDelta(msg); err != nil {
@@ -197,9 +187,14 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	})
 
-	r.api, err = api.NewServer(api.ServerOptions{Addr: cfg.HTTPAddr, Backend: r, Version: r.versionInfo(), Logger: r.log, Token: cfg.HTTPToken})
+	apiAddr := cfg.HTTPAddr
+	if apiAddr == APIOff {
+		// Built, for ServeHTTP in the same process, but never listening.
+		apiAddr = DefaultHTTPAddr
+	}
+	r.api, err = api.NewServer(api.ServerOptions{Addr: apiAddr, Backend: r, Version: r.versionInfo(), Logger: r.log, Token: cfg.HTTPToken})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r.api.Handle("POST /reset", api.JSON(r.serveReset))
 	r.api.Handle("GET /status/targets", api.JSON(func(*http.Request) (any, error) {
@@ -214,10 +209,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	cleanup = append(cleanup, r.closeFeatures)
 	if err := r.startFeatures(ctx, features); err != nil {
-		return err
+		return nil, err
 	}
-	if err := r.api.Start(); err != nil {
-		return err
+	if cfg.HTTPAddr != APIOff {
+		if err := r.api.Start(); err != nil {
+			return nil, err
+		}
 	}
 	// The API closes last, after the data dir is unlocked: weave stop
 	// waits for it to go quiet, and a weave launch right after must find
@@ -229,26 +226,91 @@ func Run(ctx context.Context, cfg Config) error {
 	}}, cleanup...)
 
 	if err := r.gossip.Start(ctx, cfg.Peers); err != nil {
-		return err
+		return nil, err
 	}
 	r.adoptEndpoints(ctx)
 	r.refresh()
+	// Our own link state goes out at once rather than with the next
+	// push-pull, so every peer lists this one in its topology within a
+	// few gossip rounds of the join.
+	r.publish(r.topo.LocalDelta(), nil)
 	r.ready.Store(true)
 	r.log.Info("router ready", "nickname", cfg.Nickname, "gossip_port", cfg.Port, "data_port", cfg.DataPort,
-		"api", r.api.Addr(), "mtu", cfg.MTU, "peers", cfg.Peers)
+		"api", r.apiAddr(), "mtu", cfg.MTU, "peers", cfg.Peers, "datapath", r.datapathName())
 
-	r.loop(ctx)
+	started = true
+	go func() {
+		defer close(r.done)
+		defer runCleanup(cleanup)
+		r.loop(ctx)
+		r.ready.Store(false)
+		if r.killed.Load() {
+			return
+		}
+		r.log.Info("leaving the mesh")
+		if err := r.gossip.Leave(leaveTimeout); err != nil {
+			r.log.Warn("leave did not complete", "err", err)
+		}
+	}()
+	return r, nil
+}
 
-	r.ready.Store(false)
-	r.log.Info("leaving the mesh")
-	if err := r.gossip.Leave(leaveTimeout); err != nil {
-		r.log.Warn("leave did not complete", "err", err)
+// startDataPlane opens the bridge, the TAP device, the kernel datapath
+// and the sleeve, appending what undoes each to cleanup.
+func (r *Router) startDataPlane(sec *secure.Manager, cleanup *[]func()) error {
+	cfg := r.cfg
+	var err error
+	if r.bridge, err = netdev.EnsureBridge(netdev.BridgeOptions{Name: BridgeName, MTU: cfg.MTU}); err != nil {
+		return fmt.Errorf("set up bridge %s: %w", BridgeName, err)
 	}
+	*cleanup = append(*cleanup, func() { r.bridge.Close() })
+	dev, err := tap.Open(tap.Options{Name: TAPName, MTU: cfg.MTU, Offload: true, Queues: cfg.SleevePipelines, Logger: r.log})
+	if err != nil {
+		return fmt.Errorf("open TAP %s: %w", TAPName, err)
+	}
+	if err := r.bridge.AddPort(TAPName); err != nil {
+		dev.Close()
+		return fmt.Errorf("attach %s to bridge: %w", TAPName, err)
+	}
+	if r.kdp, err = startKernelDP(cfg, BridgeName, r.name, r.poke, r.log); err != nil {
+		dev.Close()
+		return err
+	}
+	*cleanup = append(*cleanup, r.kdp.close)
+	// One socket per TAP queue (fewer when the TAP has no offloads).
+	taps := dev.Queues()
+	udps, err := conn.ListenGroup(conn.Options{Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(cfg.DataPort)), Logger: r.log}, len(taps))
+	if err != nil {
+		dev.Close()
+		return fmt.Errorf("listen for sleeve traffic on udp port %d (is another router running? change it with --data-port): %w", cfg.DataPort, err)
+	}
+	taps = pairQueues(taps, len(udps))
+	r.sleeve, err = sleeve.New(sleeve.Options{
+		Self: r.name, Device: dev, Conn: udps[0], Queues: sleeveQueues(taps, udps), Mesh: meshView{r.macs, r.routes},
+		OverlayMTU: cfg.MTU, OnLinkChange: r.poke, Secure: sec, Logger: r.log,
+	})
+	if err != nil {
+		dev.Close()
+		closeConns(udps)
+		return err
+	}
+	r.sleeve.Start()
+	*cleanup = append(*cleanup, func() { r.sleeve.Close() })
+	r.dp = newSupervisor(datapathSleeve, r.sleeve, r.log)
+	r.dp.start()
+	*cleanup = append(*cleanup, r.dp.close)
 	return nil
 }
 
+// runCleanup undoes, in reverse, what start-up did.
+func runCleanup(cleanup []func()) {
+	for i := len(cleanup) - 1; i >= 0; i-- {
+		cleanup[i]()
+	}
+}
+
 func (r *Router) loop(ctx context.Context) {
-	t := time.NewTicker(maintainEvery)
+	t := r.clock().NewTicker(maintainEvery)
 	defer t.Stop()
 	n := 0
 	for {
@@ -261,7 +323,7 @@ func (r *Router) loop(ctx context.Context) {
 			r.refresh()
 		case <-r.update:
 			r.refresh()
-		case now := <-t.C:
+		case now := <-t.C():
 			r.macs.Expire(now.Unix())
 			r.refresh()
 			if n++; n%sweepEvery == 0 {
@@ -298,7 +360,7 @@ func (r *Router) identity() error {
 // line with membership and link health. It runs on the loop goroutine only.
 func (r *Router) refresh() {
 	members := r.gossip.Members()
-	now := time.Now()
+	now := r.clock().Now()
 	alive := make(map[peer.Name]gossip.Member, len(members))
 	var infos []sleeve.PeerInfo
 	names := []peer.Name{r.name}
@@ -320,24 +382,49 @@ func (r *Router) refresh() {
 		}
 	}
 	r.refused.note(r.log, r.name, members)
-	r.sleeve.SetPeers(infos)
-	r.ended.note(members, r.sleeve.Links())
-	r.kdp.refresh(alive, r.sleeve, r.macs, r.cfg.MTU)
+	var links []sleeve.Link
+	if r.sleeve != nil {
+		r.sleeve.SetPeers(infos)
+		links = r.sleeve.Links()
+	}
+	r.ended.note(members, links)
+	if r.sleeve != nil {
+		r.kdp.refresh(alive, r.sleeve, r.macs, r.cfg.MTU)
+	}
 
-	if delta := r.topo.SetLocal(r.sleeve.Down()); delta != nil {
+	if delta := r.topo.SetLocal(r.linksDown()); delta != nil {
 		r.publish(delta, alive)
+	}
+	// Members not usable for data are kept as long as gone ones.
+	since := make(map[peer.Name]time.Time, len(members))
+	for _, m := range members {
+		since[m.Name] = m.Since
 	}
 	r.topo.Prune(func(p peer.Name) bool {
 		if _, ok := alive[p]; ok {
+			delete(r.unknown, p)
 			return true
 		}
-		for _, m := range members {
-			if m.Name == p {
-				return now.Sub(m.Since) < forgetTopologyAfter
-			}
+		if t, ok := since[p]; ok {
+			delete(r.unknown, p)
+			return now.Sub(t) < forgetTopologyAfter
 		}
-		return false
+		// Not a member: a joining peer's link state can arrive before
+		// the news of its join, so it is kept a while. When it was first
+		// met is remembered longer, so the entry of a peer long gone,
+		// handed back by a peer that has not dropped it yet, goes at once.
+		first, ok := r.unknown[p]
+		if !ok {
+			r.unknown[p] = now
+			return true
+		}
+		return now.Sub(first) < unknownTopologyGrace
 	})
+	for p, first := range r.unknown {
+		if now.Sub(first) > forgetTopologyAfter {
+			delete(r.unknown, p)
+		}
+	}
 	// Recomputed only when membership or link state changed: refresh runs
 	// every second, and the flood trees cached with the routes survive.
 	r.routes.Update(routes.Graph{Self: r.name, Peers: names, Down: r.topo.Down()})
@@ -380,6 +467,10 @@ func (r *Router) requestStop() {
 func (r *Router) adoptEndpoints(ctx context.Context) {
 	var kept []api.Endpoint
 	for _, rec := range r.eps.list() {
+		if r.bridge == nil {
+			kept = append(kept, api.Endpoint{ID: rec.ID, Netns: rec.Netns, CIDRs: rec.CIDRs, Name: rec.Name})
+			continue
+		}
 		ep, err := r.bridge.Inspect(rec.Netns)
 		if endpointGone(err) {
 			r.log.Info("endpoint gone while the router was down; forgetting it", "netns", rec.Netns, "err", err)

@@ -97,7 +97,7 @@ func (f *Feature) Open(h feature.Host) error {
 	f.a, err = ipam.New(ipam.Options{
 		Self: h.Self, Range: o.Range, DefaultSubnet: o.DefaultSubnet, Init: init,
 		ReclaimAfter: f.reclaim, Settle: min(ipam.DefaultSettle, max(f.reclaim/2, time.Second)),
-		Store: f.store, Transport: f.tr, Scan: f.scan, Logger: f.log.With("component", "ipam"),
+		Store: f.store, Transport: f.tr, Scan: f.scan, Now: o.Now, Logger: f.log.With("component", "ipam"),
 	})
 	return err
 }

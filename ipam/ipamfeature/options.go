@@ -42,6 +42,10 @@ type Options struct {
 	Peers         []string
 	Port          int
 	AdvertiseAddr string
+
+	// Now is the allocator's clock (reclaim, quarantine, heartbeats);
+	// optional: time.Now.
+	Now func() time.Time
 }
 
 // withDefaults validates o and fills in defaults.

@@ -241,3 +241,24 @@ func (t *Topology) Entry(p peer.Name) (Entry, bool) {
 	}
 	return Entry{Peer: e.Peer, Version: e.Version, Down: slices.Clone(e.Down)}, true
 }
+
+// Digest summarises the state for anti-entropy (gossip.Digester): equal
+// states give equal digests whatever order their entries came in. An
+// entry's version fixes its contents, so peer and version stand for it.
+func (t *Topology) Digest() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var d uint64
+	for p, e := range t.entries {
+		d += mix64(uint64(p) ^ mix64(e.Version))
+	}
+	return d
+}
+
+// mix64 is the splitmix64 finaliser.
+func mix64(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}

@@ -167,3 +167,37 @@ func FuzzMerge(f *testing.F) {
 		}
 	})
 }
+
+func TestDigestIgnoresOrderAndSeesVersions(t *testing.T) {
+	a, b := New(1, nil), New(2, nil)
+	a.SetLocal([]peer.Name{3})
+	b.SetLocal(nil)
+	x := New(4, nil)
+	y := New(4, nil)
+	y.entries[4] = &Entry{Peer: 4, Version: x.entries[4].Version}
+	if err := x.MergeFull(a.FullState()); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.MergeFull(b.FullState()); err != nil {
+		t.Fatal(err)
+	}
+	if err := y.MergeFull(b.FullState()); err != nil {
+		t.Fatal(err)
+	}
+	if x.Digest() == y.Digest() {
+		t.Fatal("digests equal while y lacks a's entry")
+	}
+	if err := y.MergeFull(a.FullState()); err != nil {
+		t.Fatal(err)
+	}
+	if x.Digest() != y.Digest() {
+		t.Fatal("equal states, merged in another order, have different digests")
+	}
+	a.SetLocal(nil)
+	if _, err := y.MergeDelta(a.LocalDelta()); err != nil {
+		t.Fatal(err)
+	}
+	if x.Digest() == y.Digest() {
+		t.Fatal("a newer version of an entry left the digest unchanged")
+	}
+}
