@@ -37,6 +37,15 @@ func dnsStatus(ctx context.Context, h *harness.Host) (api.DNSStatus, error) {
 func (w *world) checkAddresses(ctx context.Context) {
 	w.t.Helper()
 	live := map[netip.Addr]string{}
+	// A stopped router's containers keep their addresses: nobody else may
+	// be given one.
+	for _, h := range w.cl.Hosts {
+		if !h.RouterRunning() {
+			for _, k := range w.containersOf(h) {
+				live[k.addr] = h.Name + " (stopped) " + k.name
+			}
+		}
+	}
 	for _, h := range w.running() {
 		eps, err := h.Endpoints()
 		if err != nil {
