@@ -10,13 +10,22 @@ import (
 // membership layer says about each peer, and the expiry of what is gone.
 
 // Refresh asks Peers who is alive, hides or shows owners accordingly,
-// drops owners gone for ForgetAfter, and expires this peer's old
-// tombstones. Call it about once a second.
+// drops owners gone for ForgetAfter, expires this peer's old tombstones,
+// and asks again for records pulled and not received. Call it about once
+// a second.
 func (s *Store) Refresh() {
 	peers := s.peersFn()
 	now := s.now()
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.refreshLocked(peers, now)
+	retry := s.retryPullsLocked(now)
+	s.mu.Unlock()
+	for from, owners := range retry {
+		s.send(from, encodePull(owners))
+	}
+}
+
+func (s *Store) refreshLocked(peers []PeerStatus, now time.Time) {
 	s.setPeersLocked(peers)
 	for owner, os := range s.owners {
 		if owner == s.self {

@@ -124,13 +124,15 @@ func (s *Store) MergeFull(data []byte) error {
 	// them would only bring them back.
 	s.knowPeers(differ...)
 	var pull []peer.Name
-	s.mu.RLock()
+	now := s.now()
+	s.mu.Lock()
 	for _, o := range differ {
 		if _, listed := s.peers[o]; listed || o == s.self {
 			pull = append(pull, o)
+			s.pulls[o] = pendingPull{from: sender, at: now, tries: 1}
 		}
 	}
-	s.mu.RUnlock()
+	s.mu.Unlock()
 	if len(pull) > 0 {
 		s.send(sender, encodePull(pull))
 	}
@@ -195,6 +197,7 @@ func (s *Store) mergeSnapshots(ss []snapshot) {
 	var replies []wireRecord
 	s.mu.Lock()
 	for _, sn := range ss {
+		delete(s.pulls, sn.owner)
 		if sn.owner == s.self {
 			replies = append(replies, s.mergeOwnSnapshotLocked(sn)...)
 			continue
@@ -253,6 +256,29 @@ func (s *Store) mergeOwnSnapshotLocked(sn snapshot) []wireRecord {
 		if w := s.assertOwnLocked(r); w != nil {
 			out = append(out, *w)
 		}
+	}
+	return out
+}
+
+// retryPullsLocked returns, by the peer to ask, the owners whose pull has
+// waited PullRetry without a snapshot, and forgets those asked pullTries
+// times or no longer listed (the next push-pull repairs them).
+func (s *Store) retryPullsLocked(now time.Time) map[peer.Name][]peer.Name {
+	var out map[peer.Name][]peer.Name
+	for o, p := range s.pulls {
+		if now.Sub(p.at) < PullRetry {
+			continue
+		}
+		from, listed := s.peers[p.from]
+		if _, ownerListed := s.peers[o]; p.tries >= pullTries || !listed || !from.Alive || (!ownerListed && o != s.self) {
+			delete(s.pulls, o)
+			continue
+		}
+		if out == nil {
+			out = map[peer.Name][]peer.Name{}
+		}
+		out[p.from] = append(out[p.from], o)
+		s.pulls[o] = pendingPull{from: p.from, at: now, tries: p.tries + 1}
 	}
 	return out
 }

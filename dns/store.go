@@ -104,12 +104,31 @@ type Store struct {
 	tr     Transport
 	closed bool
 
-	mu     sync.RWMutex // guards owners, peers, clock, idx
+	mu     sync.RWMutex // guards owners, peers, clock, idx, pulls
 	owners map[peer.Name]*ownerState
 	peers  map[peer.Name]PeerStatus // last answer of peersFn
 	clock  uint64                   // the highest version this peer has issued or seen of its own
 	idx    index
+	pulls  map[peer.Name]pendingPull // owners pulled and not yet received, by owner
 }
+
+// pendingPull is a pull of one owner's records not yet answered. The
+// peer asked may have refused to answer: a router that just restarted is
+// still dead to the others until its refutation spreads, and gossip
+// sends nothing to a dead peer. Refresh asks again rather than leave the
+// records missing until the next push-pull, 30 s away.
+type pendingPull struct {
+	from  peer.Name
+	at    time.Time
+	tries int
+}
+
+// PullRetry is how long a pull waits for its snapshot before Refresh
+// sends it again, at most pullTries times in all.
+const (
+	PullRetry = 2 * time.Second
+	pullTries = 3
+)
 
 // NewStore validates o and returns an empty store.
 func NewStore(o StoreOptions) (*Store, error) {
@@ -140,9 +159,9 @@ func NewStore(o StoreOptions) (*Store, error) {
 	s := &Store{
 		self: o.Self, peersFn: o.Peers, grace: o.Grace, tombTTL: o.TombstoneTTL,
 		forgetAfter: o.ForgetAfter, log: o.Logger, now: o.Now,
-		owners: map[peer.Name]*ownerState{},
-		peers:  map[peer.Name]PeerStatus{},
-		idx:    newIndex(),
+		owners: map[peer.Name]*ownerState{}, pulls: map[peer.Name]pendingPull{},
+		peers: map[peer.Name]PeerStatus{},
+		idx:   newIndex(),
 	}
 	s.owners[s.self] = &ownerState{entries: map[recKey]entry{}, visible: true}
 	return s, nil
