@@ -131,15 +131,17 @@ func (w *world) dnsConverges(hs []*harness.Host, bound time.Duration) time.Durat
 			if err != nil {
 				return fmt.Errorf("%s: weave status dns failed after %v: %w", h.Name, time.Since(t0).Round(time.Millisecond), err)
 			}
-			var got []string
+			var got, hidden []string
 			for _, e := range st.Entries {
 				if !e.Hidden {
 					got = append(got, e.Name+"="+e.Address)
+				} else {
+					hidden = append(hidden, e.Name+"="+e.Address+"@"+e.Nickname)
 				}
 			}
 			slices.Sort(got)
 			if !slices.Equal(got, want) {
-				mismatch = fmt.Errorf("%s has %d entries %v, want %d %v", h.Name, len(got), got, len(want), want)
+				mismatch = fmt.Errorf("%s has %d entries %v (and hidden %v), want %d %v", h.Name, len(got), got, hidden, len(want), want)
 				return mismatch
 			}
 		}
@@ -147,6 +149,9 @@ func (w *world) dnsConverges(hs []*harness.Host, bound time.Duration) time.Durat
 	})
 	if err != nil {
 		w.failf("DNS not converged within %v: %v (last disagreement: %v)", bound, err, mismatch)
+		for _, h := range hs {
+			w.t.Logf("%s gossip counters:\n%s", h.Name, gossipMetrics(h))
+		}
 	}
 	return time.Since(start)
 }
@@ -201,4 +206,21 @@ func rss(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("pid %d: no VmRSS", pid)
+}
+
+// gossipMetrics returns the router's gossip metrics, for reports.
+func gossipMetrics(h *harness.Host) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := h.Output(ctx, "curl", "-sS", "--max-time", "5", "http://127.0.0.1:6782/metrics")
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "weave_gossip") || strings.HasPrefix(l, "weave_dns") {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
 }
