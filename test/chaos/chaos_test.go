@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -49,10 +50,16 @@ func envDuration(t *testing.T, name string) time.Duration {
 //	CHAOS_SEED=N       the sequence (default 1, the CI run)
 //	CHAOS_STEPS=N      how many steps (default one of each kind)
 //	CHAOS_DURATION=D   instead, steps until D has passed
-//	CHAOS_HOSTS=N      routers, 5-10 (default 5)
+//	CHAOS_HOSTS=N      routers, 2-10 (default 5)
+//	CHAOS_FAULTS=a,b   only these kinds (default all: partition, loss,
+//	                   kill, full-disk, flood, churn)
 func TestChaos(t *testing.T) {
 	seed := uint64(envInt(t, "CHAOS_SEED", ciSeed))
-	steps := envInt(t, "CHAOS_STEPS", len(faults))
+	kinds, err := selectFaults(os.Getenv("CHAOS_FAULTS"))
+	if err != nil {
+		t.Fatalf("CHAOS_FAULTS: %v", err)
+	}
+	steps := envInt(t, "CHAOS_STEPS", len(kinds))
 	hosts := envInt(t, "CHAOS_HOSTS", ciHosts)
 	if hosts < 2 || hosts > 10 {
 		t.Fatalf("CHAOS_HOSTS=%d: want 2-10", hosts)
@@ -61,7 +68,7 @@ func TestChaos(t *testing.T) {
 	if d := envDuration(t, "CHAOS_DURATION"); d > 0 {
 		until, steps = time.Now().Add(d), 0
 	}
-	t.Logf("chaos: seed %d, %d hosts, faults %v; rerun with CHAOS_SEED=%d", seed, hosts, kinds(), seed)
+	t.Logf("chaos: seed %d, %d hosts, faults %v; rerun with CHAOS_SEED=%d", seed, hosts, faultNames(kinds), seed)
 	w := newWorld(t, seed, hosts, hosts)
 	for _, h := range w.cl.Hosts {
 		for range 2 {
@@ -72,8 +79,9 @@ func TestChaos(t *testing.T) {
 	}
 	w.trafficResumes(w.cl.Hosts, trafficBound)
 	w.dnsConverges(w.cl.Hosts, dnsBound)
-	w.run(steps, until)
+	w.run(kinds, steps, until)
 	if t.Failed() {
-		fmt.Fprintf(os.Stderr, "chaos: failed; reproduce with CHAOS_SEED=%d CHAOS_STEPS=%d CHAOS_HOSTS=%d go test -v -run TestChaos ./test/chaos/\n", seed, w.step, hosts)
+		fmt.Fprintf(os.Stderr, "chaos: failed; reproduce with CHAOS_SEED=%d CHAOS_STEPS=%d CHAOS_HOSTS=%d CHAOS_FAULTS=%s go test -v -run TestChaos ./test/chaos/\n",
+			seed, w.step, hosts, strings.Join(faultNames(kinds), ","))
 	}
 }

@@ -206,6 +206,16 @@ func (w *world) allocationsKept(h *harness.Host) {
 func (w *world) fullDisk() {
 	hs := w.running()
 	h := pick(w, hs)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	held := func() int {
+		st, err := ipamStatus(ctx, h)
+		if err != nil {
+			w.fatalf("%v", err)
+		}
+		return len(st.Allocations)
+	}
+	before := held()
 	filler := filepath.Join(h.DataDir(), "filler")
 	n, err := fill(filler)
 	if err != nil {
@@ -220,6 +230,9 @@ func (w *world) fullDisk() {
 		w.failf("attach on a full disk failed without saying the disk is full: %v", err)
 	default:
 		w.t.Logf("step %d: attach on a full disk refused: %v", w.step, err)
+	}
+	if want := before + map[bool]int{true: 1}[err == nil]; held() != want {
+		w.failf("%s holds %d allocations after the attach on a full disk, want %d: a refused attach must give its address back", h.Name, held(), want)
 	}
 	if err := w.detach(h); err != nil {
 		w.t.Logf("step %d: detach on a full disk refused: %v", w.step, err)
@@ -406,15 +419,15 @@ func (w *world) churn() {
 // run performs steps faults, or as many as fit before until: first every
 // kind once in a seeded order, then kinds at random. It stops at the
 // first step that broke an invariant, so the report names one step.
-func (w *world) run(steps int, until time.Time) {
-	order := w.rng.Perm(len(faults))
+func (w *world) run(kinds []fault, steps int, until time.Time) {
+	order := w.rng.Perm(len(kinds))
 	for w.step = 1; ; w.step++ {
 		if (steps > 0 && w.step > steps) || (!until.IsZero() && time.Now().After(until)) {
 			return
 		}
-		f := faults[w.rng.IntN(len(faults))]
+		f := kinds[w.rng.IntN(len(kinds))]
 		if w.step <= len(order) {
-			f = faults[order[w.step-1]]
+			f = kinds[order[w.step-1]]
 		}
 		w.stepName = f.name
 		start := time.Now()
@@ -431,11 +444,28 @@ func (w *world) run(steps int, until time.Time) {
 	}
 }
 
-// kinds lists the fault names, for messages.
-func kinds() []string {
+// faultNames lists the names of fs, for messages.
+func faultNames(fs []fault) []string {
 	var out []string
-	for _, f := range faults {
+	for _, f := range fs {
 		out = append(out, f.name)
 	}
-	return slices.Clip(out)
+	return out
+}
+
+// selectFaults returns the faults named in a comma-separated list, or
+// all of them for "".
+func selectFaults(list string) ([]fault, error) {
+	if list == "" {
+		return faults, nil
+	}
+	var out []fault
+	for _, name := range strings.Split(list, ",") {
+		i := slices.IndexFunc(faults, func(f fault) bool { return f.name == strings.TrimSpace(name) })
+		if i < 0 {
+			return nil, fmt.Errorf("no fault %q; there are %v", name, faultNames(faults))
+		}
+		out = append(out, faults[i])
+	}
+	return out, nil
 }
