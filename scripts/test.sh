@@ -42,5 +42,5 @@ if [[ $what == all || $what == chaos ]]; then
 	# runs and the soak are on demand (CHAOS_SEED, CHAOS_STEPS,
 	# CHAOS_DURATION, CHAOS_SOAK, CHAOS_BIG).
 	echo "== chaos (seed 1)"
-	CHAOS_SEED=1 go test -count=1 -timeout 10m -v -run 'TestChaos$' ./test/chaos/
+	CHAOS_SEED=1 go test -count=1 -timeout 10m -v -run 'TestChaos$|TestSelectFaults' ./test/chaos/
 fi
