@@ -20,7 +20,7 @@ import (
 // test machine with other builds running; docs/reliability.md records the
 // times measured against them.
 const (
-	meshBound    = 60 * time.Second // every router established with every other
+	meshBound = 60 * time.Second // every router established with every other
 	// trafficBound: every pair pings again after a heal or a restart.
 	// Usually within 4 s; after a cut long enough for gossip to declare
 	// peers dead, traffic waits for the rejoin round (every 10 s, backed
