@@ -23,9 +23,7 @@ const (
 	meshBound = 60 * time.Second // every router established with every other
 	// trafficBound: every pair pings again after a heal or a restart.
 	// Usually within 4 s; after a cut long enough for gossip to declare
-	// peers dead, traffic waits for the rejoin round (every 10 s, backed
-	// off after the joins that failed during the cut): 24.7 and 31.4 s
-	// measured.
+	// peers dead, one pair has taken 24.7 and 31.4 s (docs/reliability.md).
 	trafficBound = 45 * time.Second
 	// dnsBound: every router's DNS entries agree after a change or a
 	// restart. A change spreads by broadcast in well under a second; a
