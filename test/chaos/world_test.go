@@ -23,7 +23,8 @@ const (
 	meshBound = 60 * time.Second // every router established with every other
 	// trafficBound: every pair pings again after a heal or a restart.
 	// Usually within 4 s; after a cut long enough for gossip to declare
-	// peers dead, one pair has taken 24.7 and 31.4 s (docs/reliability.md).
+	// peers dead, one pair has taken 19.7, 24.7 and 31.4 s
+	// (docs/reliability.md).
 	trafficBound = 45 * time.Second
 	// dnsBound: every router's DNS entries agree after a change or a
 	// restart. A change spreads by broadcast in well under a second; a
@@ -35,7 +36,7 @@ const (
 	// healDNSBound is dnsBound after a partition: a name registered on one
 	// side while cut off reaches the other by push-pull alone, the
 	// broadcast's retransmissions having been spent on its own side:
-	// 42-48 s measured with 5 routers, 65-69 s with 8, so three intervals.
+	// 42-62 s measured with 5 routers, 65-69 s with 8, so three intervals.
 	healDNSBound = 90 * time.Second
 	leakSlack    = 8         // goroutines a router may keep over its count before a fault
 	rssBound     = 96 << 20  // RSS a router may grow by under a flood
