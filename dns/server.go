@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	mdns "github.com/miekg/dns"
@@ -249,15 +250,34 @@ func (s *Server) Close() {
 // listenHere opens the UDP socket and TCP listener in the calling thread's
 // network namespace.
 func listenHere(addr netip.AddrPort) (*net.UDPConn, net.Listener, error) {
+	if addr.Port() != 0 {
+		return listenPairAt(addr)
+	}
+	// Port 0: TCP takes the port UDP got. That port was free for UDP
+	// only; an outgoing TCP connection may hold it on a busy host, so a
+	// few others are tried.
+	var err error
+	for range 16 {
+		var pc *net.UDPConn
+		var ln net.Listener
+		if pc, ln, err = listenPairAt(addr); err == nil {
+			return pc, ln, nil
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			break
+		}
+	}
+	return nil, nil, err
+}
+
+// listenPairAt opens UDP on addr and TCP on the port UDP got.
+func listenPairAt(addr netip.AddrPort) (*net.UDPConn, net.Listener, error) {
 	pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen for DNS on udp %s: %w", addr, err)
 	}
 	_ = pc.SetReadBuffer(udpReadBuffer) // best effort
-	if addr.Port() == 0 {
-		// Port 0 (tests): TCP takes the port UDP got.
-		addr = netip.AddrPortFrom(addr.Addr(), pc.LocalAddr().(*net.UDPAddr).AddrPort().Port())
-	}
+	addr = netip.AddrPortFrom(addr.Addr(), pc.LocalAddr().(*net.UDPAddr).AddrPort().Port())
 	ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(addr))
 	if err != nil {
 		pc.Close()

@@ -48,5 +48,7 @@
 // guarantees uniqueness, and DAD would keep a fresh address unusable for a
 // second or more. arp_notify is enabled on the container interface so the
 // kernel announces addresses with gratuitous ARP when the interface comes up
-// (best effort: neighbours also learn addresses on first use).
+// (best effort: neighbours also learn addresses on first use); Announce
+// sends the same announcement on demand, for endpoints a restarted router
+// re-adopts.
 package netdev

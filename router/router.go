@@ -70,6 +70,8 @@ type Router struct {
 	api    *api.Server
 	kdp    *kernelDP // the kernel datapath (router/fastdp.go)
 
+	announce *announcer // re-adopted endpoints; set before the loop, used by it only
+
 	ready   atomic.Bool
 	update  chan struct{} // cap 1: links or topology changed
 	stop    chan struct{} // closed by the API's stop
@@ -324,6 +326,7 @@ func (r *Router) loop(ctx context.Context) {
 		case <-r.update:
 			r.refresh()
 		case now := <-t.C():
+			r.announce.run(now, r.log)
 			r.macs.Expire(now.Unix())
 			r.refresh()
 			if n++; n%sweepEvery == 0 {
@@ -465,7 +468,10 @@ func (r *Router) requestStop() {
 // (their veths outlive the router) and forgets the rest, then lets the
 // features reconcile with what survived.
 func (r *Router) adoptEndpoints(ctx context.Context) {
-	var kept []api.Endpoint
+	var (
+		kept    []api.Endpoint
+		adopted []netdev.Endpoint
+	)
 	for _, rec := range r.eps.list() {
 		if r.bridge == nil {
 			kept = append(kept, api.Endpoint{ID: rec.ID, Netns: rec.Netns, CIDRs: rec.CIDRs, Name: rec.Name})
@@ -487,10 +493,12 @@ func (r *Router) adoptEndpoints(ctx context.Context) {
 		}
 		r.log.Info("re-adopted endpoint", "netns", rec.Netns, "cidrs", rec.CIDRs)
 		kept = append(kept, apiEndpoint(ep, rec.Name))
+		adopted = append(adopted, ep)
 	}
 	for _, h := range r.hooks {
 		h.Reconcile(ctx, kept)
 	}
+	r.announce = newAnnouncer(adopted, r.clock().Now())
 }
 
 // meshKeys holds what the password gives gossip.

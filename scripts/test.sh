@@ -7,6 +7,7 @@
 #   scripts/test.sh            everything
 #   scripts/test.sh unit       static checks and unit tests only
 #   scripts/test.sh e2e        end-to-end tests only
+#   scripts/test.sh chaos      the seeded chaos run only (docs/reliability.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
@@ -22,7 +23,7 @@ if [[ $what == all || $what == unit ]]; then
 	echo "== go vet"
 	go vet ./...
 	echo "== unit tests (race)"
-	go test -race -timeout 10m $(go list ./... | grep -v /test/e2e)
+	go test -race -timeout 10m $(go list ./... | grep -v -e /test/e2e -e /test/chaos)
 	# The race detector allocates, so the allocation tests skip under it:
 	# run them again without it, in every package that has one. They are
 	# the tests whose names contain "Alloc" (TestFastPathAllocs,
@@ -35,4 +36,11 @@ fi
 if [[ $what == all || $what == e2e ]]; then
 	echo "== end-to-end tests"
 	go test -timeout 25m -v ./test/e2e/
+fi
+if [[ $what == all || $what == chaos ]]; then
+	# Seed 1, one fault of each kind on 5 routers: about 90 s. Longer
+	# runs and the soak are on demand (CHAOS_SEED, CHAOS_STEPS,
+	# CHAOS_DURATION, CHAOS_SOAK, CHAOS_BIG).
+	echo "== chaos (seed 1)"
+	CHAOS_SEED=1 go test -count=1 -timeout 10m -v -run 'TestChaos$|TestSelectFaults' ./test/chaos/
 fi

@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -67,4 +68,31 @@ table inet %[1]s {
 
 func healOne(ctx context.Context, a, b *Host) error {
 	return nft(ctx, a, fmt.Sprintf("table inet %[1]s {}\ndelete table inet %[1]s\n", cutTable(b)))
+}
+
+// blockTable is the nftables table in a host that drops what comes from
+// one address, for BlockFrom.
+func blockTable(from netip.Addr) string {
+	return "wvblock_" + strings.NewReplacer(".", "_", ":", "_").Replace(from.String())
+}
+
+// BlockFrom makes h drop, at input, every packet from the address: one
+// direction of a cut. A capture on h's eth0 still sees the packets (packet
+// sockets see frames before the firewall), so a test can record what the
+// router never received.
+func (h *Host) BlockFrom(ctx context.Context, from netip.Addr) error {
+	return nft(ctx, h, fmt.Sprintf(`table inet %[1]s {}
+delete table inet %[1]s
+table inet %[1]s {
+	chain input {
+		type filter hook input priority -10; policy accept;
+		ip saddr %[2]s counter drop
+	}
+}
+`, blockTable(from), from))
+}
+
+// UnblockFrom removes what BlockFrom installed.
+func (h *Host) UnblockFrom(ctx context.Context, from netip.Addr) error {
+	return nft(ctx, h, fmt.Sprintf("table inet %[1]s {}\ndelete table inet %[1]s\n", blockTable(from)))
 }

@@ -7,6 +7,13 @@
 //	wvtool arp   -iface ethwe -target IP [-count 1]    send raw ARP requests (broadcast)
 //	wvtool count -iface ethwe -marker M... -until U    count received frames holding each marker until one holds U
 //	wvtool udp   -to IP:PORT -hex BYTES [-count 1]     send one datagram with exactly these bytes (replay tests)
+//	wvtool flood -to IP:PORT -for 5s [-size 1400] [-payloads FILE] [-mutate]
+//	                                                   send UDP as fast as the socket takes it: random bytes,
+//	                                                   or the hex datagrams of FILE (one a line), optionally damaged
+//	wvtool icmp  -to IP -payload-file F [-count 5]     ping with exactly these payload bytes, print {"sent","received"}
+//
+// send also takes -marker-file F: the stream is F's bytes over and over
+// instead of random bytes, so a capture can look for them.
 //
 // Markers are text, or hex bytes written "hex:0a20fafa".
 package main
@@ -32,11 +39,12 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: wvtool sink|send|bcast|arp|count [flags]")
+		fmt.Fprintln(os.Stderr, "usage: wvtool sink|send|bcast|arp|count|udp|flood|icmp [flags]")
 		os.Exit(2)
 	}
 	cmds := map[string]func([]string) error{
 		"sink": sink, "send": send, "bcast": bcast, "arp": arp, "count": count, "udp": udpRaw,
+		"flood": flood, "icmp": icmpEcho,
 	}
 	f, ok := cmds[os.Args[1]]
 	if !ok {
@@ -97,7 +105,15 @@ func send(args []string) error {
 	to := fs.String("to", "", "IP:PORT of the sink")
 	size := fs.Int64("bytes", 1<<20, "bytes to send")
 	timeout := fs.Duration("timeout", 60*time.Second, "give up after this long (connecting is retried until then)")
+	markerFile := fs.String("marker-file", "", "send this file's bytes repeated instead of random bytes")
 	_ = fs.Parse(args)
+	var marker []byte
+	if *markerFile != "" {
+		var err error
+		if marker, err = os.ReadFile(*markerFile); err != nil || len(marker) == 0 {
+			return fmt.Errorf("-marker-file: want a file with some bytes: %v", err)
+		}
+	}
 	deadline := time.Now().Add(*timeout)
 	var c net.Conn
 	var err error
@@ -122,7 +138,13 @@ func send(args []string) error {
 	var sent int64
 	for sent < *size {
 		chunk := buf[:min(int64(len(buf)), *size-sent)]
-		_, _ = src.Read(chunk)
+		if marker != nil {
+			for i := range chunk {
+				chunk[i] = marker[(sent+int64(i))%int64(len(marker))]
+			}
+		} else {
+			_, _ = src.Read(chunk)
+		}
 		h.Write(chunk)
 		if _, err := c.Write(chunk); err != nil {
 			return fmt.Errorf("after %d bytes: %w", sent, err)
