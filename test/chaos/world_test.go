@@ -28,16 +28,15 @@ const (
 	trafficBound = 45 * time.Second
 	// dnsBound: every router's DNS entries agree after a change or a
 	// restart. A change spreads by broadcast in well under a second; a
-	// broadcast lost on the way (UDP, on a loaded machine: seen about one
-	// run in ten at 7 routers) is repaired only by push-pull anti-entropy,
-	// memberlist's LAN interval of 30 s with one random peer, so the
-	// bound is one and a half intervals.
-	dnsBound = 45 * time.Second
-	// healDNSBound is dnsBound after a partition: a name registered on one
-	// side while cut off reaches the other by push-pull alone, the
-	// broadcast's retransmissions having been spent on its own side:
-	// 42-62 s measured with 5 routers, 65-69 s with 8, so three intervals.
-	healDNSBound = 90 * time.Second
+	// broadcast lost on the way (UDP, on a loaded machine), or one a
+	// partition kept from the other side, is repaired by gossip's
+	// anti-entropy, a digest exchange with one random peer every probe
+	// interval: agreed within 1-2 s of a heal in the runs recorded in
+	// docs/reliability.md, so the bound leaves room for a loaded machine.
+	dnsBound = 20 * time.Second
+	// healDNSBound is dnsBound after a partition, which also waits for
+	// the sides to take each other back as members.
+	healDNSBound = 20 * time.Second
 	leakSlack    = 8         // goroutines a router may keep over its count before a fault
 	rssBound     = 96 << 20  // RSS a router may grow by under a flood
 	dataDirSize  = 8 << 20   // tmpfs under each data dir, so it can be filled
