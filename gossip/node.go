@@ -67,6 +67,12 @@ type Node struct {
 
 	mu      sync.RWMutex // guards members
 	members map[peer.Name]*memberEntry
+	// tableVersion counts changes of members, made with mu held for
+	// writing; view is the sorted copy Members shares, rebuilt when the
+	// version moved; viewGen numbers the views built.
+	tableVersion atomic.Uint64
+	view         atomic.Pointer[memberView]
+	viewGen      atomic.Uint64
 
 	lifeMu  sync.Mutex // guards started, left, shut, cancel; held across Leave
 	started bool

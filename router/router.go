@@ -93,7 +93,8 @@ type Router struct {
 	mu    sync.Mutex // guards alive and simDown
 	alive map[peer.Name]gossip.Member
 
-	// refused and ended are kept by the loop goroutine (refresh).
+	// view, refused and ended are kept by the loop goroutine (refresh).
+	view    memberDerived
 	refused refusals
 	ended   terminations
 }
@@ -359,32 +360,14 @@ func (r *Router) identity() error {
 // refresh brings the datapath, the published link state and the routes in
 // line with membership and link health. It runs on the loop goroutine only.
 func (r *Router) refresh() {
-	members := r.gossip.Members()
+	members, gen := r.gossip.MemberView()
 	now := r.clock().Now()
-	alive := make(map[peer.Name]gossip.Member, len(members))
-	var infos []sleeve.PeerInfo
-	names := []peer.Name{r.name}
-	for _, m := range members {
-		if m.Name == r.name || !usable(m) {
-			continue
-		}
-		alive[m.Name] = m
-		infos = append(infos, sleeve.PeerInfo{Name: m.Name, Addr: m.DataAddr})
-		names = append(names, m.Name)
+	if gen != r.view.gen || r.view.since == nil {
+		r.viewChanged(members, gen)
 	}
-	r.mu.Lock()
-	prev := r.alive
-	r.alive = alive
-	r.mu.Unlock()
-	for n := range prev {
-		if _, ok := alive[n]; !ok {
-			r.macs.ForgetPeer(n)
-		}
-	}
-	r.refused.note(r.log, r.name, members)
+	alive := r.view.alive
 	var links []sleeve.Link
 	if r.sleeve != nil {
-		r.sleeve.SetPeers(infos)
 		links = r.sleeve.Links()
 	}
 	r.ended.note(members, links)
@@ -395,11 +378,7 @@ func (r *Router) refresh() {
 	if delta := r.topo.SetLocal(r.linksDown()); delta != nil {
 		r.publish(delta, alive)
 	}
-	// Members not usable for data are kept as long as gone ones.
-	since := make(map[peer.Name]time.Time, len(members))
-	for _, m := range members {
-		since[m.Name] = m.Since
-	}
+	since := r.view.since
 	r.topo.Prune(func(p peer.Name) bool {
 		if _, ok := alive[p]; ok {
 			delete(r.unknown, p)
@@ -427,7 +406,52 @@ func (r *Router) refresh() {
 	}
 	// Recomputed only when membership or link state changed: refresh runs
 	// every second, and the flood trees cached with the routes survive.
-	r.routes.Update(routes.Graph{Self: r.name, Peers: names, Down: r.topo.Down()})
+	r.routes.Update(routes.Graph{Self: r.name, Peers: r.view.names, Down: r.topo.Down()})
+}
+
+// memberDerived is what refresh derives from one generation of the member
+// list; a steady mesh reuses it instead of rebuilding it every second.
+// Kept by the loop goroutine; nothing in it is modified once built.
+type memberDerived struct {
+	gen   uint64
+	alive map[peer.Name]gossip.Member // usable for data, self excluded
+	names []peer.Name                 // self, then the usable members
+	// since is when each member, usable or not, last changed state:
+	// members not usable for data are kept in the topology as long as
+	// gone ones.
+	since map[peer.Name]time.Time
+}
+
+// viewChanged rebuilds what refresh derives from the member list and
+// applies it: the alive set, the sleeve's peers, forgotten MACs and the
+// refusal log.
+func (r *Router) viewChanged(members []gossip.Member, gen uint64) {
+	d := memberDerived{gen: gen, alive: make(map[peer.Name]gossip.Member, len(members)),
+		names: []peer.Name{r.name}, since: make(map[peer.Name]time.Time, len(members))}
+	var infos []sleeve.PeerInfo
+	for _, m := range members {
+		d.since[m.Name] = m.Since
+		if m.Name == r.name || !usable(m) {
+			continue
+		}
+		d.alive[m.Name] = m
+		infos = append(infos, sleeve.PeerInfo{Name: m.Name, Addr: m.DataAddr})
+		d.names = append(d.names, m.Name)
+	}
+	r.view = d
+	r.mu.Lock()
+	prev := r.alive
+	r.alive = d.alive
+	r.mu.Unlock()
+	for n := range prev {
+		if _, ok := d.alive[n]; !ok {
+			r.macs.ForgetPeer(n)
+		}
+	}
+	r.refused.note(r.log, r.name, members)
+	if r.sleeve != nil {
+		r.sleeve.SetPeers(infos)
+	}
 }
 
 // usable reports whether m can carry data: alive (or merely suspected),
