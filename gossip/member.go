@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -101,7 +102,8 @@ func (n *Node) applyNode(e *memberEntry, mn *memberlist.Node) {
 	e.leaving = md.leaving
 }
 
-// setState records a state change for e and keeps the alive count.
+// setState records a state change for e and keeps the alive count and
+// the hash of the alive names, which anti-entropy's digests carry.
 func (n *Node) setState(e *memberEntry, s MemberState, now time.Time) {
 	if e.m.State == s && !e.m.Since.IsZero() {
 		return
@@ -109,8 +111,10 @@ func (n *Node) setState(e *memberEntry, s MemberState, now time.Time) {
 	wasAlive := e.m.State == Alive && !e.m.Since.IsZero()
 	if wasAlive && s != Alive {
 		n.alive.Add(-1)
+		n.aliveHash.Add(-mix(uint64(e.m.Name)))
 	} else if !wasAlive && s == Alive {
 		n.alive.Add(1)
+		n.aliveHash.Add(mix(uint64(e.m.Name)))
 	}
 	e.m.State, e.m.Since = s, now
 }
@@ -138,6 +142,8 @@ func (n *Node) nodeEvent(mn *memberlist.Node, s MemberState, gone bool) {
 	if !ok {
 		e = &memberEntry{m: Member{Name: name}}
 		n.members[name] = e
+		i, _ := slices.BinarySearchFunc(n.order, name, byName)
+		n.order = slices.Insert(n.order, i, e)
 	}
 	n.applyNode(e, mn)
 	if gone && e.leaving {
@@ -213,8 +219,8 @@ func (v *memberView) current(now time.Time) bool {
 func (n *Node) buildView(now time.Time) *memberView {
 	cutoff := now.Add(-n.cfg.DeadRetention)
 	n.mu.RLock()
-	v := &memberView{version: n.tableVersion.Load(), built: now, list: make([]Member, 0, len(n.members))}
-	for _, e := range n.members {
+	v := &memberView{version: n.tableVersion.Load(), built: now, list: make([]Member, 0, len(n.order))}
+	for _, e := range n.order {
 		if gone(e.m.State) {
 			if e.m.Since.Before(cutoff) {
 				continue
@@ -226,19 +232,13 @@ func (n *Node) buildView(now time.Time) *memberView {
 		v.list = append(v.list, e.m)
 	}
 	n.mu.RUnlock()
-	slices.SortFunc(v.list, func(a, b Member) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
 	v.gen = n.viewGen.Add(1)
 	n.view.Store(v)
 	return v
 }
+
+// byName orders member entries by name.
+func byName(e *memberEntry, name peer.Name) int { return cmp.Compare(e.m.Name, name) }
 
 // tableChanged marks the member table changed; the caller holds mu for
 // writing.
@@ -277,6 +277,9 @@ func (n *Node) pruneMembers(now time.Time) {
 			n.tableChanged()
 			pruned = true
 		}
+	}
+	if pruned {
+		n.order = slices.DeleteFunc(n.order, func(e *memberEntry) bool { return n.members[e.m.Name] != e })
 	}
 	n.mu.Unlock()
 	if pruned {

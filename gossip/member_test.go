@@ -36,7 +36,7 @@ func (c *steppingClock) set(t time.Time) {
 // tableNode is a Node with a member table only, fed events by hand.
 func tableNode(t *testing.T, c Clock, retention time.Duration) *Node {
 	t.Helper()
-	return &Node{
+	n := &Node{
 		cfg:      Config{Name: 1, Clock: c, DeadRetention: retention},
 		log:      slog.New(slog.DiscardHandler),
 		logLimit: newLimiter(time.Second),
@@ -44,6 +44,8 @@ func tableNode(t *testing.T, c Clock, retention time.Duration) *Node {
 		changes:  make(chan struct{}, 1),
 		members:  map[peer.Name]*memberEntry{},
 	}
+	n.channels.Store(&channelSet{byName: map[string]*Channel{}})
+	return n
 }
 
 func mlNode(name peer.Name, ip byte) *memberlist.Node {
@@ -153,5 +155,23 @@ func TestMembersConcurrentWithEvents(t *testing.T) {
 	ms := n.Members()
 	if len(ms) != 100 {
 		t.Fatalf("%d members after the events, want 100", len(ms))
+	}
+	// The digests' alive count and hash, kept as events come, match the
+	// table.
+	var alive, hash uint64
+	for _, m := range ms {
+		if m.State == Alive {
+			alive++
+			hash += mix(uint64(m.Name))
+		}
+	}
+	if s := n.summary(0); s.alive != alive || s.members != hash {
+		t.Fatalf("digests say %d alive, hash %x; the table has %d, hash %x", s.alive, s.members, alive, hash)
+	}
+	for range 20 {
+		m, ok := n.randomMember()
+		if !ok || m.State != Alive || m.Name == n.cfg.Name {
+			t.Fatalf("random member %v, %v: want an alive other", m, ok)
+		}
 	}
 }

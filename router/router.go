@@ -48,6 +48,11 @@ const (
 	// sweepEvery is how many maintenance ticks pass between checks for
 	// endpoints whose namespace disappeared.
 	sweepEvery = 10
+	// membershipGap is the least time between two refreshes for
+	// membership news. A join or a failure is news to every member at
+	// once, and while a large mesh forms each router hears of hundreds a
+	// second; a refresh per event would copy the member list for each.
+	membershipGap = 200 * time.Millisecond
 )
 
 const topologyChannel = "topology"
@@ -314,6 +319,13 @@ func (r *Router) loop(ctx context.Context) {
 	t := r.clock().NewTicker(maintainEvery)
 	defer t.Stop()
 	n := 0
+	// Membership news within membershipGap of the last refresh waits
+	// for the pacer, so a burst costs one refresh.
+	pacer := time.NewTimer(0)
+	<-pacer.C
+	defer pacer.Stop()
+	var last time.Time
+	paced := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -321,6 +333,19 @@ func (r *Router) loop(ctx context.Context) {
 		case <-r.stop:
 			return
 		case <-r.gossip.Changes():
+			if paced {
+				continue
+			}
+			if wait := membershipGap - time.Since(last); wait > 0 {
+				paced = true
+				pacer.Reset(wait)
+				continue
+			}
+			last = time.Now()
+			r.refresh()
+		case <-pacer.C:
+			paced = false
+			last = time.Now()
 			r.refresh()
 		case <-r.update:
 			r.refresh()
