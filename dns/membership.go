@@ -26,7 +26,11 @@ func (s *Store) Refresh() {
 }
 
 func (s *Store) refreshLocked(peers []PeerStatus, now time.Time) {
-	s.setPeersLocked(peers)
+	// Peers may hand back the same list while membership is steady; the
+	// index of it is then still right.
+	if !sameList(peers, s.peersSrc) {
+		s.setPeersLocked(peers)
+	}
 	for owner, os := range s.owners {
 		if owner == s.self {
 			continue
@@ -51,7 +55,12 @@ func (s *Store) setPeersLocked(peers []PeerStatus) {
 	for _, p := range peers {
 		m[p.Name] = p
 	}
-	s.peers = m
+	s.peers, s.peersSrc = m, peers
+}
+
+// sameList reports whether a and b are the same slice (not merely equal).
+func sameList(a, b []PeerStatus) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // visibleLocked decides whether owner's records are answered.

@@ -47,6 +47,8 @@ type StoreOptions struct {
 	Self peer.Name // required: this peer, the only owner it writes for
 	// Peers returns the members of the mesh; required. Records of a peer
 	// not listed, or listed as not alive for longer than Grace, are hidden.
+	// It may return the same list while membership is steady; the store
+	// reads it and never modifies it.
 	Peers        func() []PeerStatus
 	Grace        time.Duration // optional: DefaultGrace
 	TombstoneTTL time.Duration // optional: DefaultTombstoneTTL
@@ -107,9 +109,12 @@ type Store struct {
 	mu     sync.RWMutex // guards owners, peers, clock, idx, catch
 	owners map[peer.Name]*ownerState
 	peers  map[peer.Name]PeerStatus // last answer of peersFn
-	clock  uint64                   // the highest version this peer has issued or seen of its own
-	idx    index
-	catch  catchUp // until the first complete exchange (replication.go)
+	// peersSrc is that answer as given; Peers may return the same list
+	// again while membership is steady, and the store never modifies it.
+	peersSrc []PeerStatus
+	clock    uint64 // the highest version this peer has issued or seen of its own
+	idx      index
+	catch    catchUp // until the first complete exchange (replication.go)
 }
 
 // NewStore validates o and returns an empty store.

@@ -161,20 +161,29 @@ func (n *Node) aeRound() {
 	n.sendAEDigests(to, 0)
 }
 
-// randomMember picks an alive member other than this peer.
+// randomMember picks an alive member other than this peer, from the
+// shared member list: a few random draws, then one pass.
 func (n *Node) randomMember() (Member, bool) {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
+	ms := n.Members()
+	ok := func(m Member) bool {
+		return m.Name != n.cfg.Name && m.State == Alive && m.GossipAddr.IsValid()
+	}
+	if len(ms) == 0 {
+		return Member{}, false
+	}
+	for range 8 {
+		if m := ms[rand.IntN(len(ms))]; ok(m) {
+			return m, true
+		}
+	}
 	seen := 0
 	var pick Member
-	// Reservoir sampling over the alive others: one pass, no slice.
-	for _, e := range n.members {
-		if e.m.Name == n.cfg.Name || e.m.State != Alive || !e.m.GossipAddr.IsValid() {
-			continue
-		}
-		seen++
-		if rand.IntN(seen) == 0 {
-			pick = e.m
+	for _, m := range ms {
+		if ok(m) {
+			seen++
+			if rand.IntN(seen) == 0 {
+				pick = m
+			}
 		}
 	}
 	return pick, seen > 0
@@ -182,14 +191,9 @@ func (n *Node) randomMember() (Member, bool) {
 
 // summary is this peer's digests now.
 func (n *Node) summary(flags byte) aeSummary {
-	s := aeSummary{flags: flags}
+	// The two are updated together under mu (setState).
 	n.mu.RLock()
-	for _, e := range n.members {
-		if e.m.State == Alive {
-			s.alive++
-			s.members += mix(uint64(e.m.Name))
-		}
-	}
+	s := aeSummary{flags: flags, alive: uint64(n.alive.Load()), members: n.aliveHash.Load()}
 	n.mu.RUnlock()
 	for _, c := range n.channels.Load().list {
 		if d, ok := c.state.(Digester); ok {

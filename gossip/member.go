@@ -1,9 +1,11 @@
 package gossip
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -100,7 +102,8 @@ func (n *Node) applyNode(e *memberEntry, mn *memberlist.Node) {
 	e.leaving = md.leaving
 }
 
-// setState records a state change for e and keeps the alive count.
+// setState records a state change for e and keeps the alive count and
+// the hash of the alive names, which anti-entropy's digests carry.
 func (n *Node) setState(e *memberEntry, s MemberState, now time.Time) {
 	if e.m.State == s && !e.m.Since.IsZero() {
 		return
@@ -108,8 +111,10 @@ func (n *Node) setState(e *memberEntry, s MemberState, now time.Time) {
 	wasAlive := e.m.State == Alive && !e.m.Since.IsZero()
 	if wasAlive && s != Alive {
 		n.alive.Add(-1)
+		n.aliveHash.Add(-mix(uint64(e.m.Name)))
 	} else if !wasAlive && s == Alive {
 		n.alive.Add(1)
+		n.aliveHash.Add(mix(uint64(e.m.Name)))
 	}
 	e.m.State, e.m.Since = s, now
 }
@@ -137,12 +142,15 @@ func (n *Node) nodeEvent(mn *memberlist.Node, s MemberState, gone bool) {
 	if !ok {
 		e = &memberEntry{m: Member{Name: name}}
 		n.members[name] = e
+		i, _ := slices.BinarySearchFunc(n.order, name, byName)
+		n.order = slices.Insert(n.order, i, e)
 	}
 	n.applyNode(e, mn)
 	if gone && e.leaving {
 		s = Left
 	}
 	n.setState(e, s, now)
+	n.tableChanged()
 	addr := e.m.GossipAddr
 	n.mu.Unlock()
 
@@ -161,30 +169,80 @@ func (n *Node) changed() {
 }
 
 // Members returns every member this peer knows, itself included: alive
-// ones, and dead or left ones for Config.DeadRetention after they went.
-// The slice is sorted by name and owned by the caller.
+// ones, and dead or left ones for Config.DeadRetention after they went,
+// sorted by name.
+//
+// The slice is shared by every caller until membership changes, so that
+// the once-a-second rounds of the router, weaveDNS and IP allocation cost
+// nothing while a large mesh is steady: callers must not modify it (or
+// append to it in place); copy it to change it.
 func (n *Node) Members() []Member {
-	cutoff := n.cfg.Clock.Now().Add(-n.cfg.DeadRetention)
+	ms, _ := n.MemberView()
+	return ms
+}
+
+// MemberView returns what Members returns, read-only, and its generation:
+// a number that changes whenever the list does, so a caller that derives
+// state from the members can skip the work while the generation stays
+// the one it last saw.
+func (n *Node) MemberView() ([]Member, uint64) {
+	now := n.cfg.Clock.Now()
+	if v := n.view.Load(); v != nil && v.version == n.tableVersion.Load() && v.current(now) {
+		return v.list, v.gen
+	}
+	v := n.buildView(now)
+	return v.list, v.gen
+}
+
+// memberView is an immutable, sorted copy of the member table.
+type memberView struct {
+	version uint64    // the table's version it was built from
+	gen     uint64    // this view's generation, see MemberView
+	built   time.Time // the local clock when it was built
+	// expires is when the oldest gone member listed passes
+	// DeadRetention and leaves the list; zero: none listed.
+	expires time.Time
+	list    []Member
+}
+
+// current reports whether the view still holds at now: no gone member
+// has aged out, and the clock has not stepped back past its build (which
+// would bring back members already aged out).
+func (v *memberView) current(now time.Time) bool {
+	if now.Before(v.built) {
+		return false
+	}
+	return v.expires.IsZero() || now.Before(v.expires)
+}
+
+// buildView rebuilds the shared view from the member table.
+func (n *Node) buildView(now time.Time) *memberView {
+	cutoff := now.Add(-n.cfg.DeadRetention)
 	n.mu.RLock()
-	out := make([]Member, 0, len(n.members))
-	for _, e := range n.members {
-		if gone(e.m.State) && e.m.Since.Before(cutoff) {
-			continue
+	v := &memberView{version: n.tableVersion.Load(), built: now, list: make([]Member, 0, len(n.order))}
+	for _, e := range n.order {
+		if gone(e.m.State) {
+			if e.m.Since.Before(cutoff) {
+				continue
+			}
+			if exp := e.m.Since.Add(n.cfg.DeadRetention); v.expires.IsZero() || exp.Before(v.expires) {
+				v.expires = exp
+			}
 		}
-		out = append(out, e.m)
+		v.list = append(v.list, e.m)
 	}
 	n.mu.RUnlock()
-	slices.SortFunc(out, func(a, b Member) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
-	return out
+	v.gen = n.viewGen.Add(1)
+	n.view.Store(v)
+	return v
 }
+
+// byName orders member entries by name.
+func byName(e *memberEntry, name peer.Name) int { return cmp.Compare(e.m.Name, name) }
+
+// tableChanged marks the member table changed; the caller holds mu for
+// writing.
+func (n *Node) tableChanged() { n.tableVersion.Add(1) }
 
 // Local returns this peer's own member record.
 func (n *Node) Local() Member {
@@ -216,8 +274,12 @@ func (n *Node) pruneMembers(now time.Time) {
 	for name, e := range n.members {
 		if gone(e.m.State) && e.m.Since.Before(cutoff) {
 			delete(n.members, name)
+			n.tableChanged()
 			pruned = true
 		}
+	}
+	if pruned {
+		n.order = slices.DeleteFunc(n.order, func(e *memberEntry) bool { return n.members[e.m.Name] != e })
 	}
 	n.mu.Unlock()
 	if pruned {
@@ -266,4 +328,33 @@ func (c *conflicts) NotifyConflict(existing, other *memberlist.Node) {
 			"peer", existing.Name, "known_addr", existing.Address(), "other_addr", other.Address(),
 			"suppressed", suppressed)
 	}
+}
+
+// MembersCache holds a value derived from a member list and derives it
+// again only when Members returns a different list: the list is shared
+// until membership changes, so the same list means the same members. The
+// zero value is ready; it is safe for concurrent use, and derive must not
+// keep or modify the list.
+type MembersCache[T any] struct {
+	mu  sync.Mutex
+	src []Member
+	val T
+	set bool
+}
+
+// Get returns derive(ms), computed again only when ms is not the list of
+// the last call.
+func (c *MembersCache[T]) Get(ms []Member, derive func([]Member) T) T {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.set && sameList(c.src, ms) {
+		return c.val
+	}
+	c.src, c.val, c.set = ms, derive(ms), true
+	return c.val
+}
+
+// sameList reports whether a and b are the same slice (not merely equal).
+func sameList[T any](a, b []T) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -35,9 +36,6 @@ const (
 	encryptOverhead        = 45 // the larger of memberlist's two encryption versions
 )
 
-// maxJoinsInFlight bounds concurrent join attempts in a rejoin round.
-const maxJoinsInFlight = 8
-
 // Node is this peer's membership of the mesh.
 type Node struct {
 	cfg      Config
@@ -50,8 +48,11 @@ type Node struct {
 	known    *knownPeers
 	changes  chan struct{}
 	alive    atomic.Int64 // members in state Alive, self included
-	stats    counters
-	channels atomic.Pointer[channelSet]
+	// aliveHash is the sum of mix over the names of those members, kept
+	// with alive so that anti-entropy's digests do not walk the table.
+	aliveHash atomic.Uint64
+	stats     counters
+	channels  atomic.Pointer[channelSet]
 	// seq numbers this peer's deltas. It starts at the clock so that a
 	// restarted peer's deltas are newer than its previous run's.
 	seq   atomic.Uint64
@@ -67,6 +68,13 @@ type Node struct {
 
 	mu      sync.RWMutex // guards members
 	members map[peer.Name]*memberEntry
+	order   []*memberEntry // the entries of members, sorted by name
+	// tableVersion counts changes of members, made with mu held for
+	// writing; view is the sorted copy Members shares, rebuilt when the
+	// version moved; viewGen numbers the views built.
+	tableVersion atomic.Uint64
+	view         atomic.Pointer[memberView]
+	viewGen      atomic.Uint64
 
 	lifeMu  sync.Mutex // guards started, left, shut, cancel; held across Leave
 	started bool
@@ -408,6 +416,14 @@ func (n *Node) round(ctx context.Context) {
 				todo = append(todo, a)
 			}
 		}
+		if len(todo) > maxRejoinsPerRound {
+			// One push-pull with a member of the other side merges a
+			// healed partition; joining every address not alive would
+			// have each of hundreds of peers push-pull with every peer
+			// that failed, each round. The rest wait for later rounds.
+			rand.Shuffle(len(todo), func(i, j int) { todo[i], todo[j] = todo[j], todo[i] })
+			todo = todo[:maxRejoinsPerRound]
+		}
 		if len(todo) > 0 {
 			n.joinAll(ctx, todo)
 		}
@@ -425,38 +441,6 @@ func (n *Node) isSelf(addr string) bool {
 		return true
 	}
 	return addr == net.JoinHostPort(n.cfg.BindAddr, strconv.Itoa(n.cfg.Port))
-}
-
-// joinAll joins addrs concurrently, recording each outcome for backoff.
-func (n *Node) joinAll(ctx context.Context, addrs []string) (joined int, errs []error) {
-	var (
-		wg  sync.WaitGroup
-		mu  sync.Mutex // guards joined, errs
-		sem = make(chan struct{}, maxJoinsInFlight)
-	)
-	for _, a := range addrs {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			wg.Wait()
-			return joined, append(errs, ctx.Err())
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			err := n.join(ctx, a)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err)
-			} else {
-				joined++
-			}
-		}()
-	}
-	wg.Wait()
-	return joined, errs
 }
 
 // join joins one address unless it turns out to be an alive member.

@@ -22,7 +22,8 @@ type Member struct {
 // a delta to every peer (best effort; push-pull repairs losses), and
 // SendAsync queues a message for one peer, never blocks and reports false
 // when it dropped it, as gossip.Channel's methods of those names do.
-// Members is the membership view.
+// Members is the membership view, read-only: it may be shared between
+// calls.
 type Transport interface {
 	Broadcast(key string, delta []byte) error
 	SendAsync(to peer.Name, msg []byte) bool

@@ -64,8 +64,9 @@ func (a *Allocator) Kick() {
 // Create it, create the Allocator with it, register the Allocator as the
 // channel's State, then SetChannel.
 type GossipTransport struct {
-	node Membership
-	ch   atomic.Pointer[gossip.Channel]
+	node    Membership
+	ch      atomic.Pointer[gossip.Channel]
+	members gossip.MembersCache[[]Member]
 }
 
 // Membership is gossip's view of the mesh; *gossip.Node has it.
@@ -100,11 +101,14 @@ func (t *GossipTransport) SendAsync(to peer.Name, msg []byte) bool {
 }
 
 // Members implements Transport.
+// The list is derived again only when gossip's list changed, and is
+// shared: callers must not modify it.
 func (t *GossipTransport) Members() []Member {
-	ms := t.node.Members()
-	out := make([]Member, 0, len(ms))
-	for _, m := range ms {
-		out = append(out, Member{Name: m.Name, Nickname: m.Nickname, Alive: m.State == gossip.Alive || m.State == gossip.Suspect})
-	}
-	return out
+	return t.members.Get(t.node.Members(), func(ms []gossip.Member) []Member {
+		out := make([]Member, 0, len(ms))
+		for _, m := range ms {
+			out = append(out, Member{Name: m.Name, Nickname: m.Nickname, Alive: m.State == gossip.Alive || m.State == gossip.Suspect})
+		}
+		return out
+	})
 }

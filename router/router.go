@@ -48,6 +48,11 @@ const (
 	// sweepEvery is how many maintenance ticks pass between checks for
 	// endpoints whose namespace disappeared.
 	sweepEvery = 10
+	// membershipGap is the least time between two refreshes for
+	// membership news. A join or a failure is news to every member at
+	// once, and while a large mesh forms each router hears of hundreds a
+	// second; a refresh per event would copy the member list for each.
+	membershipGap = 200 * time.Millisecond
 )
 
 const topologyChannel = "topology"
@@ -95,7 +100,8 @@ type Router struct {
 	mu    sync.Mutex // guards alive and simDown
 	alive map[peer.Name]gossip.Member
 
-	// refused and ended are kept by the loop goroutine (refresh).
+	// view, refused and ended are kept by the loop goroutine (refresh).
+	view    memberDerived
 	refused refusals
 	ended   terminations
 }
@@ -315,6 +321,13 @@ func (r *Router) loop(ctx context.Context) {
 	t := r.clock().NewTicker(maintainEvery)
 	defer t.Stop()
 	n := 0
+	// Membership news within membershipGap of the last refresh waits
+	// for the pacer, so a burst costs one refresh.
+	pacer := time.NewTimer(0)
+	<-pacer.C
+	defer pacer.Stop()
+	var last time.Time
+	paced := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -322,6 +335,19 @@ func (r *Router) loop(ctx context.Context) {
 		case <-r.stop:
 			return
 		case <-r.gossip.Changes():
+			if paced {
+				continue
+			}
+			if wait := membershipGap - time.Since(last); wait > 0 {
+				paced = true
+				pacer.Reset(wait)
+				continue
+			}
+			last = time.Now()
+			r.refresh()
+		case <-pacer.C:
+			paced = false
+			last = time.Now()
 			r.refresh()
 		case <-r.update:
 			r.refresh()
@@ -362,32 +388,14 @@ func (r *Router) identity() error {
 // refresh brings the datapath, the published link state and the routes in
 // line with membership and link health. It runs on the loop goroutine only.
 func (r *Router) refresh() {
-	members := r.gossip.Members()
+	members, gen := r.gossip.MemberView()
 	now := r.clock().Now()
-	alive := make(map[peer.Name]gossip.Member, len(members))
-	var infos []sleeve.PeerInfo
-	names := []peer.Name{r.name}
-	for _, m := range members {
-		if m.Name == r.name || !usable(m) {
-			continue
-		}
-		alive[m.Name] = m
-		infos = append(infos, sleeve.PeerInfo{Name: m.Name, Addr: m.DataAddr})
-		names = append(names, m.Name)
+	if gen != r.view.gen || r.view.since == nil {
+		r.viewChanged(members, gen)
 	}
-	r.mu.Lock()
-	prev := r.alive
-	r.alive = alive
-	r.mu.Unlock()
-	for n := range prev {
-		if _, ok := alive[n]; !ok {
-			r.macs.ForgetPeer(n)
-		}
-	}
-	r.refused.note(r.log, r.name, members)
+	alive := r.view.alive
 	var links []sleeve.Link
 	if r.sleeve != nil {
-		r.sleeve.SetPeers(infos)
 		links = r.sleeve.Links()
 	}
 	r.ended.note(members, links)
@@ -398,11 +406,7 @@ func (r *Router) refresh() {
 	if delta := r.topo.SetLocal(r.linksDown()); delta != nil {
 		r.publish(delta, alive)
 	}
-	// Members not usable for data are kept as long as gone ones.
-	since := make(map[peer.Name]time.Time, len(members))
-	for _, m := range members {
-		since[m.Name] = m.Since
-	}
+	since := r.view.since
 	r.topo.Prune(func(p peer.Name) bool {
 		if _, ok := alive[p]; ok {
 			delete(r.unknown, p)
@@ -430,7 +434,52 @@ func (r *Router) refresh() {
 	}
 	// Recomputed only when membership or link state changed: refresh runs
 	// every second, and the flood trees cached with the routes survive.
-	r.routes.Update(routes.Graph{Self: r.name, Peers: names, Down: r.topo.Down()})
+	r.routes.Update(routes.Graph{Self: r.name, Peers: r.view.names, Down: r.topo.Down()})
+}
+
+// memberDerived is what refresh derives from one generation of the member
+// list; a steady mesh reuses it instead of rebuilding it every second.
+// Kept by the loop goroutine; nothing in it is modified once built.
+type memberDerived struct {
+	gen   uint64
+	alive map[peer.Name]gossip.Member // usable for data, self excluded
+	names []peer.Name                 // self, then the usable members
+	// since is when each member, usable or not, last changed state:
+	// members not usable for data are kept in the topology as long as
+	// gone ones.
+	since map[peer.Name]time.Time
+}
+
+// viewChanged rebuilds what refresh derives from the member list and
+// applies it: the alive set, the sleeve's peers, forgotten MACs and the
+// refusal log.
+func (r *Router) viewChanged(members []gossip.Member, gen uint64) {
+	d := memberDerived{gen: gen, alive: make(map[peer.Name]gossip.Member, len(members)),
+		names: []peer.Name{r.name}, since: make(map[peer.Name]time.Time, len(members))}
+	var infos []sleeve.PeerInfo
+	for _, m := range members {
+		d.since[m.Name] = m.Since
+		if m.Name == r.name || !usable(m) {
+			continue
+		}
+		d.alive[m.Name] = m
+		infos = append(infos, sleeve.PeerInfo{Name: m.Name, Addr: m.DataAddr})
+		d.names = append(d.names, m.Name)
+	}
+	r.view = d
+	r.mu.Lock()
+	prev := r.alive
+	r.alive = d.alive
+	r.mu.Unlock()
+	for n := range prev {
+		if _, ok := d.alive[n]; !ok {
+			r.macs.ForgetPeer(n)
+		}
+	}
+	r.refused.note(r.log, r.name, members)
+	if r.sleeve != nil {
+		r.sleeve.SetPeers(infos)
+	}
 }
 
 // usable reports whether m can carry data: alive (or merely suspected),

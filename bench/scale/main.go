@@ -15,6 +15,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -40,6 +44,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 		seed    = fs.Uint64("seed", 0, "random seed (0: from the clock)")
 		cpuProf = fs.String("cpuprofile", "", "write a CPU profile of the steady window to this file")
 		memProf = fs.String("memprofile", "", "write a heap profile at the end of the steady window to this file")
+		pprofAt = fs.String("pprof", "", "serve net/http/pprof on this loopback address (host:port) for the whole run")
 	)
 	fs.IntVar(&p.Peers, "peers", 100, "routers to run")
 	fs.Float64Var(&p.Dilate, "dilate", 1, "multiply every gossip timer by this (slower gossip for more peers on few cores)")
@@ -98,6 +103,13 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *pprofAt != "" {
+		closeProf, err := servePprof(*pprofAt)
+		if err != nil {
+			return err
+		}
+		defer closeProf()
+	}
 	res, err := run(ctx, p)
 	if err != nil {
 		return err
@@ -113,4 +125,28 @@ func isSet(fs *flag.FlagSet, name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
+}
+
+// servePprof serves the profiling handlers on addr, which must be a
+// loopback address: the profiles show the whole process.
+func servePprof(addr string) (func(), error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().IsLoopback() {
+		return nil, fmt.Errorf("-pprof %q: want a loopback host:port such as 127.0.0.1:6060", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("-pprof: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	return func() { srv.Close(); <-done }, nil
 }

@@ -212,15 +212,7 @@ func (b *bench) names() []peer.Name {
 func (b *bench) converge() error {
 	all := b.names()
 	start := time.Now()
-	took, _ := b.waitAll(start, func(_ int, r *router.Router) bool {
-		alive := inproc.AliveSet(r)
-		for _, n := range all {
-			if !alive[n] {
-				return false
-			}
-		}
-		return true
-	})
+	took, _ := b.waitAll(start, func(_ int, r *router.Router) bool { return inproc.SeesAlive(r, all) })
 	b.res.ConvergeMembersS = seconds(took)
 	took, ok := b.waitAll(start, func(_ int, r *router.Router) bool { return inproc.Sees(r, all) })
 	b.res.ConvergeS = seconds(took)

@@ -57,6 +57,8 @@ type Feature struct {
 	// self is the set of addresses this router answers DNS on in its own
 	// namespace, for the forwarder's loop check.
 	self atomic.Pointer[map[netip.AddrPort]bool]
+	// peerList is the membership as the store needs it (peers).
+	peerList gossip.MembersCache[[]dns.PeerStatus]
 
 	mu           sync.Mutex        // guards written, bridgeFailed and the manual records file
 	written      map[string]string // endpoint ID -> namespace whose resolv.conf we wrote
@@ -238,13 +240,16 @@ func (f *Feature) loop() {
 }
 
 // peers is the membership as the DNS records need it.
+// The list is derived again only when membership changed, and is shared:
+// the store does not modify it.
 func (f *Feature) peers() []dns.PeerStatus {
-	ms := f.host.Members()
-	out := make([]dns.PeerStatus, 0, len(ms))
-	for _, m := range ms {
-		out = append(out, dns.PeerStatus{Name: m.Name, Alive: m.State == gossip.Alive || m.State == gossip.Suspect, Since: m.Since})
-	}
-	return out
+	return f.peerList.Get(f.host.Members(), func(ms []gossip.Member) []dns.PeerStatus {
+		out := make([]dns.PeerStatus, 0, len(ms))
+		for _, m := range ms {
+			out = append(out, dns.PeerStatus{Name: m.Name, Alive: m.State == gossip.Alive || m.State == gossip.Suspect, Since: m.Since})
+		}
+		return out
+	})
 }
 
 // syncBridge answers on every address of the weave bridge (weave expose

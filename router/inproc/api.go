@@ -2,6 +2,7 @@ package inproc
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"slices"
 
 	"weavemesh.dev/weave/api"
 	"weavemesh.dev/weave/gossip"
@@ -150,12 +152,13 @@ func Allocated(ctx context.Context, r *router.Router, p peer.Name) (uint32, erro
 }
 
 // Sees reports whether r lists every peer of names as alive and holds its
-// topology entry.
+// topology entry. It allocates nothing, so polling hundreds of routers
+// stays cheap.
 func Sees(r *router.Router, names []peer.Name) bool {
-	alive := AliveSet(r)
+	ms := r.Gossip().Members()
 	topo := r.Topology()
 	for _, n := range names {
-		if !alive[n] {
+		if !listsAlive(ms, n) {
 			return false
 		}
 		if _, ok := topo.Entry(n); !ok {
@@ -163,6 +166,23 @@ func Sees(r *router.Router, names []peer.Name) bool {
 		}
 	}
 	return true
+}
+
+// SeesAlive reports whether r lists every peer of names as alive.
+func SeesAlive(r *router.Router, names []peer.Name) bool {
+	ms := r.Gossip().Members()
+	for _, n := range names {
+		if !listsAlive(ms, n) {
+			return false
+		}
+	}
+	return true
+}
+
+// listsAlive looks n up in ms, sorted by name as Members returns it.
+func listsAlive(ms []gossip.Member, n peer.Name) bool {
+	i, ok := slices.BinarySearchFunc(ms, n, func(m gossip.Member, n peer.Name) int { return cmp.Compare(m.Name, n) })
+	return ok && (ms[i].State == gossip.Alive || ms[i].State == gossip.Suspect)
 }
 
 // AliveSet is the set of members r lists as alive, itself included.
