@@ -188,3 +188,24 @@ func seesAlive(h *harness.Host, nick string) (bool, error) {
 	}
 	return false, nil
 }
+
+// pingingPair starts the routers of cl's hosts 1 and 2 with args (host 2
+// joining host 1), attaches a container on each, and waits until the
+// containers ping each other; ctx bounds the rest of the test's traffic.
+func pingingPair(t *testing.T, cl *harness.Cluster, args ...string) (h1, h2 *harness.Host, c1, c2 *harness.Container, ctx context.Context) {
+	t.Helper()
+	h1, h2 = cl.Host(1), cl.Host(2)
+	if err := h1.StartRouter(args...); err != nil {
+		t.Fatal(err)
+	}
+	if err := h2.StartRouter(append(args, h1.IP.String())...); err != nil {
+		t.Fatal(err)
+	}
+	waitEstablished(t, h2, 1)
+	c1, c2 = attachOne(t, h1), attachOne(t, h2)
+	ctx = ctxFor(t, 2*time.Minute)
+	if err := ping(ctx, c1, c2.IP()); err != nil {
+		t.Fatal(err)
+	}
+	return h1, h2, c1, c2, ctx
+}

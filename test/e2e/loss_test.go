@@ -34,23 +34,11 @@ func TestLossyUnderlay(t *testing.T) {
 	}{{"plain", false}, {"encrypted", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			cl := newCluster(t, harness.Options{Hosts: 2})
-			h1, h2 := cl.Host(1), cl.Host(2)
 			var args []string
 			if tc.encrypted {
 				args = append(args, passwordFile(t, cl, "pw", meshPassword))
 			}
-			if err := h1.StartRouter(args...); err != nil {
-				t.Fatal(err)
-			}
-			if err := h2.StartRouter(append(args, h1.IP.String())...); err != nil {
-				t.Fatal(err)
-			}
-			waitEstablished(t, h2, 1)
-			c1, c2 := attachOne(t, h1), attachOne(t, h2)
-			ctx := ctxFor(t, 2*time.Minute)
-			if err := ping(ctx, c1, c2.IP()); err != nil {
-				t.Fatal(err)
-			}
+			_, _, c1, c2, ctx := pingingPair(t, cl, args...)
 			if err := cl.SetLoss(1); err != nil {
 				t.Fatal(err)
 			}

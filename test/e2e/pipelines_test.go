@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"sync"
 	"testing"
-	"time"
 
 	"weavemesh.dev/weave/test/harness"
 )
@@ -19,23 +18,11 @@ func TestSleevePipelines(t *testing.T) {
 	}{{"plain", ""}, {"aes", "aes-256-gcm"}, {"chacha", "chacha20-poly1305"}} {
 		t.Run(tc.name, func(t *testing.T) {
 			cl := newCluster(t, harness.Options{Hosts: 2})
-			h1, h2 := cl.Host(1), cl.Host(2)
 			args := []string{"--datapath=sleeve", "--sleeve-pipelines=2"}
 			if tc.cipher != "" {
 				args = append(args, passwordFile(t, cl, "pw", meshPassword), "--sleeve-cipher="+tc.cipher)
 			}
-			if err := h1.StartRouter(args...); err != nil {
-				t.Fatal(err)
-			}
-			if err := h2.StartRouter(append(args, h1.IP.String())...); err != nil {
-				t.Fatal(err)
-			}
-			waitEstablished(t, h2, 1)
-			c1, c2 := attachOne(t, h1), attachOne(t, h2)
-			ctx := ctxFor(t, 2*time.Minute)
-			if err := ping(ctx, c1, c2.IP()); err != nil {
-				t.Fatal(err)
-			}
+			h1, h2, c1, c2, ctx := pingingPair(t, cl, args...)
 			for _, h := range []*harness.Host{h1, h2} {
 				st, err := h.StatusCtx(ctx)
 				if err != nil {

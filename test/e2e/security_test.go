@@ -132,23 +132,11 @@ func TestMarkersOnTheWire(t *testing.T) {
 	}{{"encrypted", true}, {"control without password", false}} {
 		t.Run(tc.name, func(t *testing.T) {
 			cl := newCluster(t, harness.Options{Hosts: 2})
-			h1, h2 := cl.Host(1), cl.Host(2)
 			var args []string
 			if tc.encrypted {
 				args = append(args, passwordFile(t, cl, "pw", meshPassword))
 			}
-			if err := h1.StartRouter(args...); err != nil {
-				t.Fatal(err)
-			}
-			if err := h2.StartRouter(append(args, h1.IP.String())...); err != nil {
-				t.Fatal(err)
-			}
-			waitEstablished(t, h2, 1)
-			c1, c2 := attachOne(t, h1), attachOne(t, h2)
-			ctx := ctxFor(t, 2*time.Minute)
-			if err := ping(ctx, c1, c2.IP()); err != nil {
-				t.Fatal(err)
-			}
+			h1, _, c1, c2, ctx := pingingPair(t, cl, args...)
 			tcpMarker, tcpFile := newMarker(t, cl, "tcp-marker")
 			icmpMarker, icmpFile := newMarker(t, cl, "icmp-marker")
 			capt, err := h1.Capture(ctx, "eth0", "")
