@@ -4,6 +4,7 @@ import (
 	"slices"
 	"time"
 
+	"weavemesh.dev/weave/mesh/mix"
 	"weavemesh.dev/weave/peer"
 )
 
@@ -343,15 +344,7 @@ func (s *Store) Digest() uint64 {
 		if len(os.entries) == 0 && os.floor == 0 {
 			continue
 		}
-		d += mix64(uint64(owner) ^ mix64(os.floor^mix64(os.hash)))
+		d += mix.Mix64(uint64(owner) ^ mix.Mix64(os.floor^mix.Mix64(os.hash)))
 	}
 	return d
-}
-
-// mix64 is the splitmix64 finaliser.
-func mix64(x uint64) uint64 {
-	x += 0x9e3779b97f4a7c15
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
-	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
-	return x ^ (x >> 31)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"weavemesh.dev/weave/mesh/mix"
 	"weavemesh.dev/weave/peer"
 )
 
@@ -203,18 +204,9 @@ func (n *Node) summary(flags byte) aeSummary {
 	return s
 }
 
-// mix is a 64-bit finaliser (splitmix64): summed over a set it gives an
-// order-independent digest.
-func mix(x uint64) uint64 {
-	x += 0x9e3779b97f4a7c15
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
-	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
-	return x ^ (x >> 31)
-}
-
 // Mix64 is mix for States building their digests (Digester): the sum of
 // Mix64 over the parts of a state does not depend on their order.
-func Mix64(x uint64) uint64 { return mix(x) }
+func Mix64(x uint64) uint64 { return mix.Mix64(x) }
 
 func (n *Node) sendAEDigests(to Member, flags byte) {
 	msg := appendUnicast(nil, aeChannel, n.cfg.Name, appendAEDigests(nil, n.summary(flags)))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"weavemesh.dev/weave/mesh/mix"
 	"weavemesh.dev/weave/peer"
 )
 
@@ -111,10 +112,10 @@ func (n *Node) setState(e *memberEntry, s MemberState, now time.Time) {
 	wasAlive := e.m.State == Alive && !e.m.Since.IsZero()
 	if wasAlive && s != Alive {
 		n.alive.Add(-1)
-		n.aliveHash.Add(-mix(uint64(e.m.Name)))
+		n.aliveHash.Add(-mix.Mix64(uint64(e.m.Name)))
 	} else if !wasAlive && s == Alive {
 		n.alive.Add(1)
-		n.aliveHash.Add(mix(uint64(e.m.Name)))
+		n.aliveHash.Add(mix.Mix64(uint64(e.m.Name)))
 	}
 	e.m.State, e.m.Since = s, now
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"weavemesh.dev/weave/mesh/mix"
 	"weavemesh.dev/weave/peer"
 )
 
@@ -162,7 +163,7 @@ func TestMembersConcurrentWithEvents(t *testing.T) {
 	for _, m := range ms {
 		if m.State == Alive {
 			alive++
-			hash += mix(uint64(m.Name))
+			hash += mix.Mix64(uint64(m.Name))
 		}
 	}
 	if s := n.summary(0); s.alive != alive || s.members != hash {

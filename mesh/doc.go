@@ -6,7 +6,9 @@
 //     cannot reach;
 //   - routes: next hops and flood trees computed from membership and
 //     topology;
-//   - macs: which peer each Ethernet address lives behind.
+//   - macs: which peer each Ethernet address lives behind;
+//   - mix: the finaliser the replicated states' anti-entropy digests are
+//     summed from.
 //
 // They import nothing of this module but peer and each other, so that
 // datapaths and features can depend on them and router can wire them

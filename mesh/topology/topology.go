@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"weavemesh.dev/weave/mesh/mix"
 	"weavemesh.dev/weave/peer"
 )
 
@@ -250,15 +251,7 @@ func (t *Topology) Digest() uint64 {
 	defer t.mu.Unlock()
 	var d uint64
 	for p, e := range t.entries {
-		d += mix64(uint64(p) ^ mix64(e.Version))
+		d += mix.Mix64(uint64(p) ^ mix.Mix64(e.Version))
 	}
 	return d
-}
-
-// mix64 is the splitmix64 finaliser.
-func mix64(x uint64) uint64 {
-	x += 0x9e3779b97f4a7c15
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
-	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
-	return x ^ (x >> 31)
 }
