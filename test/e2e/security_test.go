@@ -7,10 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -74,50 +72,8 @@ func leaks(ps harness.Packets, marker []byte) (whole, fragments int) {
 // markedTransfer streams size bytes of the marker file repeated from c1 to
 // a sink in c2 and checks that they arrived intact.
 func markedTransfer(ctx context.Context, c1, c2 *harness.Container, port int, markerFile string, size int64) error {
-	tool, err := harness.BuildTool()
-	if err != nil {
-		return err
-	}
-	timeout := "60s"
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl).Round(time.Second).String()
-	}
-	type out struct {
-		s   string
-		err error
-	}
-	sinkc := make(chan out, 1)
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		s, err := c2.Output(sctx, tool, "sink", "-listen", fmt.Sprintf(":%d", port), "-timeout", timeout)
-		sinkc <- out{s, err}
-	}()
-	sent, err := c1.Output(ctx, tool, "send", "-to", net.JoinHostPort(c2.IP(), strconv.Itoa(port)),
-		"-bytes", strconv.FormatInt(size, 10), "-marker-file", markerFile, "-timeout", timeout)
-	if err != nil {
-		cancel()
-		<-sinkc
-		return fmt.Errorf("send: %w", err)
-	}
-	recv := <-sinkc
-	if recv.err != nil {
-		return fmt.Errorf("sink: %w", recv.err)
-	}
-	var s, r struct {
-		Bytes  int64  `json:"bytes"`
-		SHA256 string `json:"sha256"`
-	}
-	if err := json.Unmarshal([]byte(sent), &s); err != nil {
-		return fmt.Errorf("send printed %q: %w", sent, err)
-	}
-	if err := json.Unmarshal([]byte(recv.s), &r); err != nil {
-		return fmt.Errorf("sink printed %q: %w", recv.s, err)
-	}
-	if s.Bytes != size || r != s {
-		return fmt.Errorf("sent %+v, received %+v", s, r)
-	}
-	return nil
+	_, err := harness.TransferWith(ctx, c1.NS, c2.NS, c2.IP(), port, size, "-marker-file", markerFile)
+	return err
 }
 
 // TestMarkersOnTheWire: a 1 KiB random marker streamed over TCP and another

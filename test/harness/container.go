@@ -134,6 +134,13 @@ type toolResult struct {
 // listening on port in to, reachable at toIP, and returns both ends' SHA-256.
 // It fails if the transfer does not complete within ctx or the hashes differ.
 func Transfer(ctx context.Context, from, to *NS, toIP string, port int, size int64) (TransferResult, error) {
+	return TransferWith(ctx, from, to, toIP, port, size)
+}
+
+// TransferWith is Transfer with more arguments for the sender, wvtool send
+// (-marker-file FILE, to stream a file's bytes over and over instead of
+// random ones).
+func TransferWith(ctx context.Context, from, to *NS, toIP string, port int, size int64, sendArgs ...string) (TransferResult, error) {
 	if _, err := netip.ParseAddr(toIP); err != nil {
 		return TransferResult{}, fmt.Errorf("transfer to %q: %w", toIP, err)
 	}
@@ -157,8 +164,9 @@ func Transfer(ctx context.Context, from, to *NS, toIP string, port int, size int
 		sinkc <- sinkOut{out, err}
 	}()
 	start := time.Now()
-	sendOut, sendErr := from.Output(ctx, tool, "send", "-to", net.JoinHostPort(toIP, strconv.Itoa(port)),
-		"-bytes", strconv.FormatInt(size, 10), "-timeout", timeout)
+	args := append([]string{tool, "send", "-to", net.JoinHostPort(toIP, strconv.Itoa(port)),
+		"-bytes", strconv.FormatInt(size, 10), "-timeout", timeout}, sendArgs...)
+	sendOut, sendErr := from.Output(ctx, args...)
 	res := TransferResult{Duration: time.Since(start)}
 	if sendErr != nil {
 		cancelSink() // nothing will arrive
