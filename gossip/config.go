@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -75,6 +76,10 @@ type Config struct {
 	// delegates, encryption, label, logging, compression), so it cannot
 	// change those.
 	Tune func(*memberlist.Config)
+
+	// BytesSent, when set, counts the bytes gossip sends: datagrams, and
+	// what it writes to streams whichever side opened them.
+	BytesSent *atomic.Uint64
 }
 
 // QuickTimings tunes memberlist for peers on one host, as in tests: a dead

@@ -136,10 +136,16 @@ func New(cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("gossip: this host has no private IPv4 address to advertise to other peers: give the address they should reach it at with --advertise-addr%s", advertiseHint())
 		}
 	}
+	t, err := NewTransport(TransportConfig{BindAddr: cfg.BindAddr, Port: cfg.Port, BytesSent: cfg.BytesSent, Logger: n.log})
+	if err != nil {
+		return nil, fmt.Errorf("gossip: start on %s port %d (tcp+udp; is another router using it?): %w",
+			cfg.BindAddr, cfg.Port, err)
+	}
+	mc.Transport = t
 	ml, err := memberlist.Create(mc)
 	if err != nil {
-		return nil, fmt.Errorf("gossip: start memberlist on %s port %d (tcp+udp; is another router using it?): %w",
-			cfg.BindAddr, cfg.Port, err)
+		t.Shutdown()
+		return nil, fmt.Errorf("gossip: start memberlist on %s port %d: %w", cfg.BindAddr, cfg.Port, err)
 	}
 	n.ml = ml
 	return n, nil

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -109,6 +110,9 @@ type Config struct {
 	Clock clock.Clock
 	// GossipTune adjusts memberlist's timings (see gossip.Config.Tune).
 	GossipTune func(*memberlist.Config)
+	// GossipBytesSent, when set, counts the bytes gossip sends (see
+	// gossip.Config.BytesSent).
+	GossipBytesSent *atomic.Uint64
 }
 
 // MaxSleevePipelines caps Config.SleevePipelines.

@@ -177,7 +177,7 @@ func Start(ctx context.Context, cfg Config) (*Router, error) {
 		Fastdp:  r.kdp.gossipMeta(),
 		DataDir: cfg.DataDir, Logger: r.log,
 		SecretKey: keys.gossip, Label: "weave/" + cfg.MeshName,
-		Clock: cfg.Clock, Tune: cfg.GossipTune,
+		Clock: cfg.Clock, Tune: cfg.GossipTune, BytesSent: cfg.GossipBytesSent,
 	})
 	if err != nil {
 		return nil, err

@@ -193,8 +193,8 @@ func (m *Mesh) Config(i int, join ...int) router.Config {
 		// this router's own address.
 		DNSUpstream: []string{net.JoinHostPort(addr, strconv.Itoa(m.opts.Port+3))},
 		Clock:       m.opts.Clock(i),
-		GossipTune:  m.tune(i),
-		Logger:      m.opts.Logger,
+		GossipTune:  m.opts.Tune, GossipBytesSent: m.bytesSent(i),
+		Logger: m.opts.Logger,
 	}
 }
 
