@@ -301,6 +301,27 @@ func (n *Node) aliveAddrs() map[string]peer.Name {
 	return out
 }
 
+// recentlyFailed lists the gossip addresses of members declared dead less
+// than d ago. memberlist keeps gossiping to a dead member that long, so a
+// peer declared dead by mistake (a CPU-starved one that missed its probes)
+// hears of it and refutes without a join; joining it as well had every
+// router push-pull with it, which at 500 peers fed the starvation that
+// caused the mistake.
+func (n *Node) recentlyFailed(now time.Time, d time.Duration) map[string]bool {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	var out map[string]bool
+	for _, e := range n.members {
+		if e.m.State == Dead && now.Sub(e.m.Since) < d && e.m.GossipAddr.IsValid() {
+			if out == nil {
+				out = map[string]bool{}
+			}
+			out[e.m.GossipAddr.String()] = true
+		}
+	}
+	return out
+}
+
 func gone(s MemberState) bool { return s == Dead || s == Left }
 
 // aliveCheck refuses memberlist nodes whose names are not peer names: they

@@ -59,6 +59,7 @@ type Node struct {
 	relay *relaySeen
 	aeState
 	aeInterval time.Duration // anti-entropy round; not positive: off
+	deadGossip time.Duration // memberlist's GossipToTheDeadTime
 
 	// cbMu fences delegate callbacks against Shutdown: callbacks hold it
 	// for reading, Shutdown takes it for writing once closed is set, so no
@@ -116,6 +117,7 @@ func New(cfg Config) (*Node, error) {
 
 	mc := cfg.memberlistConfig(n)
 	n.aeInterval = n.aeEvery(mc)
+	n.deadGossip = mc.GossipToTheDeadTime
 	n.aeAsync = newAsyncSender(aeQueueLen, n.aeSend, n.aeFailed)
 	n.maxFrame = mc.UDPBufferSize - compoundHeaderOverhead - compoundOverhead - userMsgOverhead
 	if mc.Label != "" {
@@ -417,8 +419,9 @@ func (n *Node) round(ctx context.Context) {
 	n.known.expire(now)
 	if !n.left.Load() && ctx.Err() == nil {
 		var todo []string
+		failed := n.recentlyFailed(now, n.deadGossip)
 		for _, a := range n.known.due(now) {
-			if _, ok := alive[a]; !ok && !n.isSelf(a) {
+			if _, ok := alive[a]; !ok && !n.isSelf(a) && !failed[a] {
 				todo = append(todo, a)
 			}
 		}

@@ -402,3 +402,42 @@ func TestParseInit(t *testing.T) {
 		}
 	}
 }
+
+// Anti-entropy compares digests: peers that exchanged full states agree,
+// and an entry or ring change one of them has not heard shows.
+func TestDigestFollowsTheState(t *testing.T) {
+	n := &fakeNet{}
+	seeds := Init{Mode: ModeSeed, Seeds: []peer.Name{1, 2}}
+	a := newTestAllocator(t, 1, seeds, NewMemStore(), n)
+	b := newTestAllocator(t, 2, seeds, NewMemStore(), n)
+	for range 4 {
+		n.syncAll()
+	}
+	if a.Digest() != b.Digest() {
+		t.Fatalf("after full exchanges, digests %x and %x differ", a.Digest(), b.Digest())
+	}
+	n.mu.Lock()
+	n.down[2] = true // b hears nothing more
+	n.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := a.Allocate(ctx, "x", netip.Prefix{}); err != nil {
+		t.Fatal(err)
+	}
+	a.Tick()
+	if a.Digest() == b.Digest() {
+		t.Fatal("a's new entry left the digests equal")
+	}
+	n.mu.Lock()
+	delete(n.down, 2)
+	n.mu.Unlock()
+	n.syncAll()
+	if a.Digest() != b.Digest() {
+		t.Fatalf("after b merged a's state, digests %x and %x differ", a.Digest(), b.Digest())
+	}
+	r := a.RingSnapshot()
+	r.Spans[0].Version++
+	if ringDigest(r) == ringDigest(a.RingSnapshot()) {
+		t.Fatal("a span's version left the ring digest unchanged")
+	}
+}

@@ -41,7 +41,11 @@ const (
 	// unknownTopologyGrace keeps the link state of a peer not (yet) a
 	// member this long.
 	unknownTopologyGrace = time.Minute
-	leaveTimeout         = 3 * time.Second
+	// pruneEvery is how often a refresh that found neither membership nor
+	// link state changed still prunes the topology, for the time limits
+	// above.
+	pruneEvery   = 5 * time.Second
+	leaveTimeout = 3 * time.Second
 	// sweepEvery is how many maintenance ticks pass between checks for
 	// endpoints whose namespace disappeared.
 	sweepEvery = 10
@@ -101,6 +105,15 @@ type Router struct {
 	view    memberDerived
 	refused refusals
 	ended   terminations
+	// derivedFrom is the member generation and topology generation the
+	// routes were last computed from; pruneAt is when the topology is
+	// next pruned though neither changed. Loop goroutine only: a steady
+	// mesh's refresh then neither walks the topology nor allocates.
+	derivedFrom struct {
+		ok            bool
+		members, topo uint64
+	}
+	pruneAt time.Time
 }
 
 // Run runs a router until ctx is cancelled or the API asks it to stop, then
@@ -349,6 +362,10 @@ func (r *Router) refresh() {
 	if delta := r.topo.SetLocal(r.linksDown()); delta != nil {
 		r.publish(delta, alive)
 	}
+	if r.derivedFrom.ok && r.derivedFrom.members == r.view.gen && r.derivedFrom.topo == r.topo.Gen() && now.Before(r.pruneAt) {
+		return
+	}
+	r.pruneAt = now.Add(pruneEvery)
 	since := r.view.since
 	r.topo.Prune(func(p peer.Name) bool {
 		if _, ok := alive[p]; ok {
@@ -377,7 +394,9 @@ func (r *Router) refresh() {
 	}
 	// Recomputed only when membership or link state changed: refresh runs
 	// every second, and the flood trees cached with the routes survive.
+	tg := r.topo.Gen()
 	r.routes.Update(routes.Graph{Self: r.name, Peers: r.view.names, Down: r.topo.Down()})
+	r.derivedFrom.ok, r.derivedFrom.members, r.derivedFrom.topo = true, r.view.gen, tg
 }
 
 // memberDerived is what refresh derives from one generation of the member

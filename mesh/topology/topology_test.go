@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"weavemesh.dev/weave/mesh/mix"
 	"weavemesh.dev/weave/peer"
 )
 
@@ -174,7 +175,7 @@ func TestDigestIgnoresOrderAndSeesVersions(t *testing.T) {
 	b.SetLocal(nil)
 	x := New(4, nil)
 	y := New(4, nil)
-	y.entries[4] = &Entry{Peer: 4, Version: x.entries[4].Version}
+	y.setLocked(&Entry{Peer: 4, Version: x.entries[4].Version})
 	if err := x.MergeFull(a.FullState()); err != nil {
 		t.Fatal(err)
 	}
@@ -199,5 +200,61 @@ func TestDigestIgnoresOrderAndSeesVersions(t *testing.T) {
 	}
 	if x.Digest() == y.Digest() {
 		t.Fatal("a newer version of an entry left the digest unchanged")
+	}
+}
+
+// The digest and the down map are kept as entries change; they must equal
+// what a walk over the entries gives after any sequence of changes.
+func TestKeptDigestAndDownMatchTheEntries(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	x := New(1, nil)
+	others := make([]*Topology, 6)
+	for i := range others {
+		others[i] = New(peer.Name(i+2), nil)
+	}
+	walk := func() (uint64, int) {
+		var d uint64
+		down := 0
+		for _, e := range x.entries {
+			d += mix.Mix64(uint64(e.Peer) ^ mix.Mix64(e.Version))
+			if len(e.Down) > 0 {
+				down++
+			}
+		}
+		return d, down
+	}
+	for step := 0; step < 500; step++ {
+		o := others[rng.Intn(len(others))]
+		gen := x.Gen()
+		changed := false
+		switch rng.Intn(4) {
+		case 0:
+			o.SetLocal([]peer.Name{peer.Name(rng.Intn(9) + 1)})
+			c, err := x.MergeDelta(o.LocalDelta())
+			if err != nil {
+				t.Fatal(err)
+			}
+			changed = c
+		case 1:
+			before := x.Digest()
+			if err := x.MergeFull(o.FullState()); err != nil {
+				t.Fatal(err)
+			}
+			changed = x.Digest() != before
+		case 2:
+			changed = x.Prune(func(p peer.Name) bool { return rng.Intn(3) > 0 }) > 0
+		case 3:
+			changed = x.SetLocal([]peer.Name{peer.Name(rng.Intn(9) + 2)}) != nil
+		}
+		if changed && x.Gen() == gen {
+			t.Fatalf("step %d: the state changed and Gen stayed %d", step, gen)
+		}
+		d, down := walk()
+		if x.Digest() != d {
+			t.Fatalf("step %d: kept digest %x, entries give %x", step, x.Digest(), d)
+		}
+		if got := x.Down(); len(got) != down {
+			t.Fatalf("step %d: Down lists %d peers, %d entries have links down", step, len(got), down)
+		}
 	}
 }
