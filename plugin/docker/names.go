@@ -207,6 +207,11 @@ func (p *Plugin) registerContainer(ctx context.Context, e *engine, id, netID str
 			}
 		}
 		names := containerNames(name, c.ID, n.Aliases)
+		p.mu.Lock()
+		if ep, ok := p.endpoints[n.EndpointID]; ok && ep.optName != "" && !slices.Contains(names, ep.optName) {
+			names = append(names, ep.optName)
+		}
+		p.mu.Unlock()
 		if err := p.r.RegisterNames(n.EndpointID, names, addrs); err != nil {
 			return err
 		}

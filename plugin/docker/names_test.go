@@ -126,6 +126,8 @@ func TestWatchNames(t *testing.T) {
 
 	f := newFake()
 	p, _ := New(Options{Router: f})
+	// cache's endpoint was created with the weave.name option.
+	p.endpoints["e4"] = &endpoint{network: "n1", name: "kv", optName: "kv"}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); p.WatchNames(ctx, sock, Name) }()
@@ -169,6 +171,9 @@ func TestWatchNames(t *testing.T) {
 	wait("cache, connected last", has("e4", "cache", "/var/run/docker/netns/s4"))
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if got, want := f.aliases["e4"], []string{"kv"}; !slices.Equal(got, want) {
+		t.Errorf("cache's other names %q, want %q: the weave.name option stays a name", got, want)
+	}
 	if len(f.names) != 3 || f.names["e3"] != "" {
 		t.Fatalf("names %v; want web, db and cache only", f.names)
 	}

@@ -74,13 +74,16 @@ func (p *Plugin) createEndpoint(req network.CreateEndpointRequest) (any, error) 
 		}
 	}
 	if name, ok := req.Options[NameOption].(string); ok {
-		ep.name = name
+		ep.name, ep.optName = name, name
 	}
 	resp := network.CreateEndpointResponse{}
 	p.mu.Lock()
 	if old, ok := p.endpoints[req.EndpointID]; ok && old.network == req.NetworkID {
 		// A repeated call: answer what the first one did.
 		ep.mac, ep.ownMAC = old.mac, old.ownMAC
+		if ep.optName == "" {
+			ep.name, ep.optName = old.name, old.optName
+		}
 	}
 	if ep.mac == "" {
 		ep.mac, ep.ownMAC = newMAC(ep.address).String(), true

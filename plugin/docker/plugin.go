@@ -54,6 +54,9 @@ type endpoint struct {
 	mac     string
 	ownMAC  bool   // mac is ours, not Docker's
 	name    string // DNS name, empty when none
+	// optName is the name the weave.name option gave; it stays a name of
+	// the endpoint beside the container's own name and aliases.
+	optName string
 }
 
 // New returns a plugin that answers every method of both drivers.
