@@ -302,11 +302,11 @@ func (n *Node) aliveAddrs() map[string]peer.Name {
 }
 
 // recentlyFailed lists the gossip addresses of members declared dead less
-// than d ago. memberlist keeps gossiping to a dead member that long, so a
-// peer declared dead by mistake (a CPU-starved one that missed its probes)
-// hears of it and refutes without a join; joining it as well had every
-// router push-pull with it, which at 500 peers fed the starvation that
-// caused the mistake.
+// than d ago. memberlist keeps gossiping to a dead member for a while
+// (GossipToTheDeadTime), so a peer declared dead by mistake (a CPU-starved
+// one that missed its probes) hears of it and refutes without a join;
+// joining it as well had every router push-pull with it, which at 500
+// peers fed the starvation that caused the mistake.
 func (n *Node) recentlyFailed(now time.Time, d time.Duration) map[string]bool {
 	n.mu.RLock()
 	defer n.mu.RUnlock()

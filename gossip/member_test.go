@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -174,5 +175,30 @@ func TestMembersConcurrentWithEvents(t *testing.T) {
 		if !ok || m.State != Alive || m.Name == n.cfg.Name {
 			t.Fatalf("random member %v, %v: want an alive other", m, ok)
 		}
+	}
+}
+
+// A member declared dead is left out of rejoin rounds for a while only:
+// memberlist still gossips to it, and a live one refutes on its own.
+func TestRecentlyFailed(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := &steppingClock{now: start}
+	n := tableNode(t, c, time.Hour)
+	ev := (*events)(n)
+	ev.NotifyJoin(mlNode(1, 1))
+	ev.NotifyJoin(mlNode(2, 2))
+	ev.NotifyLeave(mlNode(2, 2)) // failed, no leaving metadata
+	addr := net.JoinHostPort("127.0.0.2", strconv.Itoa(DefaultPort))
+	cases := []struct {
+		at   time.Duration
+		want bool
+	}{{0, true}, {9 * time.Second, true}, {10 * time.Second, false}, {time.Minute, false}}
+	for _, tc := range cases {
+		if got := n.recentlyFailed(start.Add(tc.at), 10*time.Second)[addr]; got != tc.want {
+			t.Errorf("%s after the failure: skipped %v, want %v", tc.at, got, tc.want)
+		}
+	}
+	if n.recentlyFailed(start, 10*time.Second)[net.JoinHostPort("127.0.0.1", strconv.Itoa(DefaultPort))] {
+		t.Error("an alive member is listed as failed")
 	}
 }

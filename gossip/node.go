@@ -59,7 +59,7 @@ type Node struct {
 	relay *relaySeen
 	aeState
 	aeInterval time.Duration // anti-entropy round; not positive: off
-	deadGossip time.Duration // memberlist's GossipToTheDeadTime
+	deadGossip time.Duration // how long a failed peer is not rejoined
 
 	// cbMu fences delegate callbacks against Shutdown: callbacks hold it
 	// for reading, Shutdown takes it for writing once closed is set, so no
@@ -117,7 +117,10 @@ func New(cfg Config) (*Node, error) {
 
 	mc := cfg.memberlistConfig(n)
 	n.aeInterval = n.aeEvery(mc)
-	n.deadGossip = mc.GossipToTheDeadTime
+	// At most one rejoin round skips a peer for it, so a partition that
+	// outlasts memberlist's gossip to the dead still heals within a round
+	// more than before.
+	n.deadGossip = min(mc.GossipToTheDeadTime, cfg.RejoinInterval)
 	n.aeAsync = newAsyncSender(aeQueueLen, n.aeSend, n.aeFailed)
 	n.maxFrame = mc.UDPBufferSize - compoundHeaderOverhead - compoundOverhead - userMsgOverhead
 	if mc.Label != "" {
