@@ -45,6 +45,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 		cpuProf = fs.String("cpuprofile", "", "write a CPU profile of the steady window to this file")
 		memProf = fs.String("memprofile", "", "write a heap profile at the end of the steady window to this file")
 		pprofAt = fs.String("pprof", "", "serve net/http/pprof on this loopback address (host:port) for the whole run")
+		gogc    = fs.Int("gogc", defaultGOGC, "garbage collector target percentage of the one heap all routers share (GOGC; -1: off)")
 	)
 	fs.IntVar(&p.Peers, "peers", 100, "routers to run")
 	fs.Float64Var(&p.Dilate, "dilate", 1, "multiply every gossip timer by this (slower gossip for more peers on few cores)")
@@ -82,6 +83,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("-tune %q: want default, lan or fast", *tune)
 	}
 	p.CPUProfile, p.MemProfile = *cpuProf, *memProf
+	p.GOGC = *gogc
 	p.Seed = *seed
 	if p.Seed == 0 {
 		p.Seed = uint64(time.Now().UnixNano())

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -44,7 +45,21 @@ type Params struct {
 	// Tune is the memberlist tuning of every router before dilation
 	// (nil: the gossip package's defaults).
 	Tune func(*memberlist.Config)
+	// GOGC, when not 0, is the garbage collector's target percentage for
+	// the run (debug.SetGCPercent; -1 turns it off).
+	GOGC int
 }
+
+// defaultGOGC is the benchmark's garbage collector target. Every router of
+// a run shares one heap, which at 300 routers holds most of a gigabyte: a
+// collection cycle over it takes seconds of CPU, during which every
+// router's allocating goroutines assist it, so probes are answered late,
+// live routers are suspected, and their refutations add load until the
+// mesh never settles (300 routers collapsed so at the default 100 and
+// settled in 1.5 s at 400). A real router's heap is its own few
+// megabytes, collected in about a millisecond. 400 collects a quarter as
+// often; the memory it costs is in rss_mb_per_router.
+const defaultGOGC = 400
 
 // Result is the one JSON object the benchmark prints.
 type Result struct {
@@ -69,6 +84,7 @@ type Result struct {
 	SteadyWindowS         float64      `json:"steady_window_s"`
 	Trials                int          `json:"trials_per_kind"`
 	Cores                 int          `json:"cores"`
+	GOGC                  int          `json:"gogc"`
 	Seed                  uint64       `json:"seed"`
 	// TimedOut names the measurements that did not settle within the
 	// timeout; their figures are the timeout.
@@ -149,7 +165,11 @@ func run(ctx context.Context, p Params) (Result, error) {
 	defer m.Close()
 	b := &bench{p: p, m: m, allocs: map[int]uint32{}, rng: rand.New(rand.NewPCG(p.Seed, p.Seed^0x5eed)), log: p.Logger, ctx: ctx,
 		res: Result{Peers: p.Peers, Dilate: p.Dilate, JoinIntervalS: seconds(p.JoinEvery), Trials: p.Trials,
-			Cores: runtime.NumCPU(), Seed: p.Seed, SteadyWindowS: seconds(p.Steady), ChangeP99ByKind: map[string]float64{}}}
+			Cores: runtime.NumCPU(), Seed: p.Seed, SteadyWindowS: seconds(p.Steady), ChangeP99ByKind: map[string]float64{},
+			GOGC: p.GOGC}}
+	if p.GOGC != 0 {
+		defer debug.SetGCPercent(debug.SetGCPercent(p.GOGC))
+	}
 	steps := []struct {
 		name string
 		f    func() error
