@@ -88,7 +88,7 @@ func newWorld(t *testing.T, seed uint64, n, running int) *world {
 	t.Helper()
 	harness.RequireRoot(t)
 	if buildErr != nil {
-		t.Fatalf("cannot build the programs under test: %v", buildErr)
+		t.Fatalf("cannot run the programs under test: %v", buildErr)
 	}
 	cl := harness.NewT(t, harness.Options{Hosts: n, WeaveBinary: weaveBin, ReadyTimeout: 60 * time.Second})
 	w := &world{t: t, cl: cl, seed: seed, rng: rand.New(rand.NewPCG(seed, 0xc4a05)),

@@ -50,7 +50,7 @@ func needDocker(t *testing.T) {
 	t.Helper()
 	harness.RequireRoot(t)
 	if buildErr != nil {
-		t.Fatalf("cannot build the programs under test: %v", buildErr)
+		t.Fatalf("cannot run the programs under test: %v", buildErr)
 	}
 	if _, err := exec.LookPath("docker"); err != nil {
 		t.Skip("skipped: no docker CLI on this machine")

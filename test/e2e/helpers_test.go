@@ -23,7 +23,7 @@ func newCluster(t *testing.T, opts harness.Options) *harness.Cluster {
 	t.Helper()
 	harness.RequireRoot(t)
 	if buildErr != nil {
-		t.Fatalf("cannot build the programs under test: %v", buildErr)
+		t.Fatalf("cannot run the programs under test: %v", buildErr)
 	}
 	opts.WeaveBinary = weaveBin
 	return harness.NewT(t, opts)

@@ -23,7 +23,10 @@ func TestMain(m *testing.M) {
 		} else if !rep.Empty() {
 			fmt.Fprintf(os.Stderr, "e2e: removed leftovers of earlier runs: %+v\n", rep)
 		}
-		weaveBin, buildErr = harness.BuildWeave()
+		buildErr = harness.CheckTools()
+		if buildErr == nil {
+			weaveBin, buildErr = harness.BuildWeave()
+		}
 		if buildErr == nil {
 			_, buildErr = harness.BuildTool()
 		}

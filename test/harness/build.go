@@ -132,3 +132,17 @@ func RemoveBuilds() error {
 	builds.once = nil
 	return err
 }
+
+// clusterTools are the commands every cluster runs.
+var clusterTools = []string{"ip", "nft", "ping"}
+
+// CheckTools reports the first command a cluster needs that is not
+// installed, naming the script that installs it.
+func CheckTools() error {
+	for _, c := range clusterTools {
+		if _, err := exec.LookPath(c); err != nil {
+			return fmt.Errorf("%s is not installed (%w); scripts/deps.sh installs what the tests need", c, err)
+		}
+	}
+	return nil
+}
