@@ -107,13 +107,11 @@ type Router struct {
 	ended   terminations
 	// derivedFrom is the member generation and topology generation the
 	// routes were last computed from; pruneAt is when the topology is
-	// next pruned though neither changed. Loop goroutine only: a steady
-	// mesh's refresh then neither walks the topology nor allocates.
-	derivedFrom struct {
-		ok            bool
-		members, topo uint64
-	}
-	pruneAt time.Time
+	// next pruned though neither changed (zero until the first refresh,
+	// which so always computes). Loop goroutine only: a steady mesh's
+	// refresh then neither walks the topology nor allocates.
+	derivedFrom struct{ members, topo uint64 }
+	pruneAt     time.Time
 }
 
 // Run runs a router until ctx is cancelled or the API asks it to stop, then
@@ -362,7 +360,7 @@ func (r *Router) refresh() {
 	if delta := r.topo.SetLocal(r.linksDown()); delta != nil {
 		r.publish(delta, alive)
 	}
-	if r.derivedFrom.ok && r.derivedFrom.members == r.view.gen && r.derivedFrom.topo == r.topo.Gen() && now.Before(r.pruneAt) {
+	if r.derivedFrom.members == r.view.gen && r.derivedFrom.topo == r.topo.Gen() && now.Before(r.pruneAt) {
 		return
 	}
 	r.pruneAt = now.Add(pruneEvery)
@@ -396,7 +394,7 @@ func (r *Router) refresh() {
 	// every second, and the flood trees cached with the routes survive.
 	tg := r.topo.Gen()
 	r.routes.Update(routes.Graph{Self: r.name, Peers: r.view.names, Down: r.topo.Down()})
-	r.derivedFrom.ok, r.derivedFrom.members, r.derivedFrom.topo = true, r.view.gen, tg
+	r.derivedFrom.members, r.derivedFrom.topo = r.view.gen, tg
 }
 
 // memberDerived is what refresh derives from one generation of the member
